@@ -1,0 +1,151 @@
+"""HDF5 cache conventions: atomic writers, validated readers, one group per clip.
+
+See :mod:`avfer.io.schemas` for what each cache kind holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from avfer.errors import AvferError
+from avfer.io.atomic import atomic_path
+from avfer.io.schemas import SCHEMAS
+
+CLIPS = "clips"
+STATUSES = ("ok", "no_face", "no_audio", "failed")
+
+
+class CacheError(AvferError, RuntimeError):
+    """A cache file that is missing, of the wrong kind or of an unsupported schema version."""
+
+
+def config_hash(obj: Any) -> str:
+    """Short, stable hash of a JSON-serialisable config fragment (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@contextmanager
+def h5_writer(
+    path: str | os.PathLike[str],
+    kind: str,
+    *,
+    creator: str,
+    fps: float = 25.0,
+    config_hash: str = "",
+    **attrs: Any,
+) -> Iterator[h5py.File]:
+    """Open a new cache file of ``kind`` for writing; it appears at ``path`` only on success."""
+    if kind not in SCHEMAS:
+        raise CacheError(f"{path}: unknown cache kind {kind!r}; known: {sorted(SCHEMAS)}")
+    from avfer import __version__
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["avfer_kind"] = kind
+        f.attrs["schema_version"] = SCHEMAS[kind].version
+        f.attrs["fps"] = float(fps)
+        f.attrs["creator"] = creator
+        f.attrs["config_hash"] = config_hash
+        f.attrs["avfer_version"] = __version__
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        f.create_group(CLIPS)
+        yield f
+
+
+def write_clip(
+    f: h5py.File,
+    clip_id: str,
+    data: Mapping[str, np.ndarray],
+    *,
+    split: str,
+    label: str = "",
+    status: str = "ok",
+    error: str = "",
+    compression: str | None = "lzf",
+) -> h5py.Group:
+    """Write one clip's datasets into an open cache file, checking them against the schema.
+
+    A ``failed`` clip may omit datasets (it records ``error`` instead).
+    """
+    kind = str(f.attrs["avfer_kind"])
+    if status not in STATUSES:
+        raise ValueError(f"clip {clip_id}: status {status!r} not in {STATUSES}")
+    missing = [d for d in SCHEMAS[kind].datasets if d not in data]
+    if missing and status != "failed":
+        raise CacheError(f"clip {clip_id}: {kind} cache needs datasets {missing}")
+    g = f[CLIPS].create_group(clip_id)
+    g.attrs.update({"split": split, "label": label, "status": status, "error": error})
+    for name, arr in data.items():
+        arr = np.asarray(arr)
+        big = arr.ndim > 0 and arr.size > 1024 and arr.dtype != object
+        g.create_dataset(name, data=arr, compression=compression if big else None)
+    return g
+
+
+def open_cache(path: str | os.PathLike[str], kind: str) -> h5py.File:
+    """Open a cache read-only after checking its kind and schema version."""
+    p = Path(path)
+    if not p.exists():
+        raise CacheError(f"{p}: cache file does not exist")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise CacheError(f"{p}: not a readable HDF5 file ({exc})") from exc
+    found_kind = f.attrs.get("avfer_kind")
+    found_version = f.attrs.get("schema_version")
+    expected = SCHEMAS[kind]
+    if found_kind != kind or found_version != expected.version:
+        f.close()
+        raise CacheError(
+            f"{p}: expected a {kind!r} cache with schema version {expected.version}, found kind "
+            f"{found_kind!r} version {found_version!r}; delete it and re-run the stage that makes it"
+        )
+    return f
+
+
+@dataclass
+class ClipRecord:
+    """One clip read from a cache: its attributes and the requested datasets as arrays."""
+
+    clip_id: str
+    split: str
+    label: str
+    status: str
+    error: str = ""
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def read_clip(f: h5py.File, clip_id: str, datasets: Iterable[str] | None = None) -> ClipRecord:
+    """Read one clip group (all datasets, or only ``datasets``) into memory."""
+    g = f[CLIPS][clip_id]
+    names = list(g.keys()) if datasets is None else [d for d in datasets if d in g]
+    return ClipRecord(
+        clip_id=clip_id,
+        split=str(g.attrs["split"]),
+        label=str(g.attrs["label"]),
+        status=str(g.attrs["status"]),
+        error=str(g.attrs.get("error", "")),
+        data={n: g[n][()] for n in names},
+    )
+
+
+def iter_clips(
+    paths: Iterable[str | os.PathLike[str]], kind: str, datasets: Iterable[str] | None = None
+) -> Iterator[ClipRecord]:
+    """Yield every clip of every cache file in ``paths``, in file then clip order."""
+    wanted = None if datasets is None else list(datasets)
+    for path in paths:
+        with open_cache(path, kind) as f:
+            for clip_id in f[CLIPS]:
+                yield read_clip(f, clip_id, wanted)
