@@ -1,0 +1,42 @@
+# Config validation, the sample sheet, wildcard constraints and input functions.
+# Only this file defines Python functions; the other rule files hold rules.
+
+import pandas as pd
+
+from snakemake.utils import validate
+
+from avfer.datasets import SPLITS, read_sample_sheet
+
+
+validate(config, schema="../config/schema.yaml")
+
+R = config["results"]
+DEMO_TRUTH = f"{config['dataset']['root']}/demo_truth.csv"
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+    shard=r"(train|val|test)-\d{3}",
+
+
+def dataset_inputs(wildcards):
+    """What the sample sheet depends on: the generated demo dataset, when there is one."""
+    return [DEMO_TRUTH] if config["dataset"]["generate_demo"] else []
+
+
+def sample_sheet() -> pd.DataFrame:
+    """The sample sheet (available once the build_sample_sheet checkpoint has run)."""
+    return read_sample_sheet(checkpoints.build_sample_sheet.get().output.sheet)
+
+
+def shards(split: str | None = None) -> list[str]:
+    """Shard keys of the dataset (of one split, or of all)."""
+    sheet = sample_sheet()
+    if split is not None:
+        sheet = sheet[sheet["split"] == split]
+    return sorted(sheet["shard"].unique())
+
+
+def final_targets() -> list[str]:
+    """The default target: the furthest result the pipeline builds."""
+    return [f"{R}/samples.csv"]
