@@ -1,14 +1,23 @@
 # Config validation, the sample sheet, wildcard constraints and input functions.
 # Only this file defines Python functions; the other rule files hold rules.
 
+import os
+
 import pandas as pd
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from avfer.config import load_schema, validate_config
 from avfer.datasets import SPLITS, read_sample_sheet
 
 
-validate(config, schema="../config/schema.yaml")
+try:
+    validate(config, schema="../config/schema.yaml")
+except WorkflowError:
+    # Snakemake's message prints the whole schema; say the offending key in one line instead.
+    validate_config(config, load_schema(os.path.join(workflow.basedir, "config/schema.yaml")))
+    raise
 
 R = config["results"]
 DEMO_TRUTH = f"{config['dataset']['root']}/demo_truth.csv"

@@ -6,7 +6,7 @@ rule make_demo_dataset:
         truth=DEMO_TRUTH,
         fer=f"{config['dataset']['root']}/fer2013.csv",
     params:
-        root=config["dataset"]["root"],
+        root=lambda wildcards, output: os.path.dirname(output.truth),
         seed=config["seed"],
         demo=config["demo"],
     log:

@@ -103,7 +103,9 @@ def open_cache(path: str | os.PathLike[str], kind: str) -> h5py.File:
     except OSError as exc:
         raise CacheError(f"{p}: not a readable HDF5 file ({exc})") from exc
     found_kind = f.attrs.get("avfer_kind")
+    found_kind = None if found_kind is None else str(found_kind)
     found_version = f.attrs.get("schema_version")
+    found_version = None if found_version is None else int(found_version)
     expected = SCHEMAS[kind]
     if found_kind != kind or found_version != expected.version:
         f.close()
