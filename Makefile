@@ -1,0 +1,46 @@
+# avfer: `make demo` builds everything on the demo config; `make test` runs the test suite.
+# Both install what they need first (ffmpeg from apt, a venv with the pinned requirements).
+
+VENV ?= .venv
+CORES ?= 2
+PYTHON ?= python3
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install system-deps demo test test-fast lint bench report clean
+
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg; }
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+install: system-deps $(BIN)/.installed
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
+
+report: demo
+	$(BIN)/snakemake --cores $(CORES) --report report.zip
+
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf results .snakemake report.zip
