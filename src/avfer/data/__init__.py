@@ -1,0 +1,1 @@
+"""Datasets and loaders over the HDF5 caches (static faces, frames, per-clip sequences)."""

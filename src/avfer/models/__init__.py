@@ -1,0 +1,1 @@
+"""Models: visual CNN backbones, temporal (GRU/LSTM) heads, audio models and early fusion."""
