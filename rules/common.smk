@@ -46,6 +46,32 @@ def shards(split: str | None = None) -> list[str]:
     return sorted(sheet["shard"].unique())
 
 
-def final_targets() -> list[str]:
+def audio_shards(split: str | None = None) -> list[str]:
+    """Audio caches (of one split, or of all): one per shard of the sample sheet."""
+    return [f"{R}/audio/{shard}.h5" for shard in shards(split)]
+
+
+def audio_extract_inputs(wildcards) -> dict[str, list[str]]:
+    """Besides the sheet, extract_audio_features reads the shard's videos and a custom .conf."""
+    sheet = sample_sheet()
+    conf = config["audio"]["feature_set"]
+    return {
+        "videos": sheet.loc[sheet["shard"] == wildcards.shard, "path"].tolist(),
+        "conf": [conf] if conf.endswith(".conf") else [],
+    }
+
+
+def audio_split_shards(wildcards) -> list[str]:
+    """The audio caches of one split (summarize_audio)."""
+    return audio_shards(wildcards.split)
+
+
+def audio_targets(wildcards) -> list[str]:
+    """Every audio cache and the per-split audio summaries."""
+    splits = sorted(sample_sheet()["split"].unique())
+    return audio_shards() + [f"{R}/audio/summary/{split}.json" for split in splits]
+
+
+def final_targets() -> list:
     """The default target: the furthest result the pipeline builds."""
-    return [f"{R}/samples.csv"]
+    return [f"{R}/samples.csv", audio_targets]

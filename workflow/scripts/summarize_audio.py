@@ -1,0 +1,10 @@
+"""Snakemake script: merge the audio shard summaries of one split (clips without audio, failures)."""
+
+from avfer.audio import summarize_audio
+from avfer.io import write_json
+from avfer.workflow import logged
+
+with logged(snakemake.log[0], "summarize_audio") as log:
+    summary = summarize_audio(list(snakemake.input.shards))
+    write_json(snakemake.output.summary, {"split": snakemake.wildcards.split, **summary})
+    log.info("%s: %s", snakemake.wildcards.split, summary["status"])
