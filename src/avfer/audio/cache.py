@@ -107,6 +107,8 @@ def process_clip(path: str | Path, extractor: LldExtractor, *, with_std: bool = 
     offset += i0 / sr
     covered = max(0.0, min(span, offset + len(signal) / sr) - max(0.0, offset))
     warning = f"{path}: ffmpeg reported decoding errors ({dec.errors[0]})" if dec.errors else ""
+    if not warning and len(signal) and not np.any(signal):
+        warning = f"{path}: the audio track is digital silence (all samples zero)"
     if dec.errors and covered < MIN_DECODED * span:
         return empty(
             "failed",
