@@ -1,0 +1,199 @@
+"""Late (decision-level) fusion of any list of trained models from their ``predictions.csv``.
+
+Methods (each a :class:`FusionRule` = a ``(models, classes)`` weight matrix applied to the
+models' votes or scores, fitted on labelled validation clips):
+
+* ``majority_vote``: one vote per model (ties broken by the summed scores).
+* ``accuracy_weighted_predictions``: votes weighted by each model's accuracy.
+* ``accuracy_weighted_scores``: probabilities weighted by each model's accuracy.
+* ``class_weighted_scores``: probability of class c weighted by the model's F1 on class c.
+* ``weight_search``: one weight per model, grid search over the simplex (:mod:`.search`).
+* ``class_weight_search``: one weight per model and class, coordinate ascent from ``weight_search``.
+
+Every method is also cross-validated over the validation clips (stratified K folds: fit on
+K-1 folds, predict the held-out fold), so each has an estimate that was not fitted to itself;
+``auto`` picks the method with the best cross-validated objective.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+from avfer.errors import AvferError
+from avfer.fusion.search import search_class_weights, search_weights
+from avfer.labels import EMOTIONS, NUM_CLASSES
+from avfer.metrics import PROB_COLUMNS, compute_metrics, read_predictions
+
+log = logging.getLogger(__name__)
+
+METHODS = (
+    "majority_vote",
+    "accuracy_weighted_predictions",
+    "accuracy_weighted_scores",
+    "class_weighted_scores",
+    "weight_search",
+    "class_weight_search",
+)
+
+
+@dataclass
+class FusionRule:
+    """A fitted late-fusion rule: ``weights`` (models, classes) over votes or scores."""
+
+    method: str
+    mode: str  # "votes" or "scores"
+    weights: np.ndarray
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        """Fused class scores (clips, classes), rows summing to 1, from scores (models, clips, classes)."""
+        if self.mode == "votes":
+            votes = np.eye(scores.shape[2])[scores.argmax(axis=2)]  # (M, N, C)
+            fused = np.einsum("mc,mnc->nc", self.weights, votes)
+            fused = fused + 1e-6 * np.einsum("mc,mnc->nc", self.weights, scores)
+        else:
+            fused = np.einsum("mc,mnc->nc", self.weights, scores)
+        return fused / np.maximum(fused.sum(axis=1, keepdims=True), 1e-12)
+
+    def model_weights(self) -> np.ndarray:
+        """One weight per model (the class-average of ``weights``, normalised to sum 1)."""
+        w = self.weights.mean(axis=1)
+        return w / max(w.sum(), 1e-12)
+
+
+def _columns(w: np.ndarray) -> np.ndarray:
+    return np.repeat(np.asarray(w, dtype=np.float64)[:, None], NUM_CLASSES, axis=1)
+
+
+def fit_rule(
+    method: str,
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    divisions: int = 20,
+    metric: str = "accuracy",
+    rounds: int = 2,
+    chunk: int = 4096,
+) -> FusionRule:
+    """Fit ``method`` on scores (models, clips, classes) and labels (clips,)."""
+    n_models = scores.shape[0]
+    preds = scores.argmax(axis=2)
+    if method == "majority_vote":
+        return FusionRule(method, "votes", np.full((n_models, NUM_CLASSES), 1.0 / n_models))
+    if method in ("accuracy_weighted_predictions", "accuracy_weighted_scores"):
+        acc = (preds == y[None, :]).mean(axis=1)
+        acc = acc / acc.sum() if acc.sum() > 0 else np.full(n_models, 1.0 / n_models)
+        return FusionRule(method, "votes" if method.endswith("predictions") else "scores", _columns(acc))
+    if method == "class_weighted_scores":
+        f1 = np.stack(
+            [f1_score(y, p, labels=np.arange(NUM_CLASSES), average=None, zero_division=0) for p in preds]
+        )  # (M, C)
+        total = f1.sum(axis=0, keepdims=True)
+        w = np.where(total > 0, f1 / np.where(total > 0, total, 1), 1.0 / n_models)
+        return FusionRule(method, "scores", w)
+    if method in ("weight_search", "class_weight_search"):
+        best = search_weights(scores, y, divisions=divisions, metric=metric, chunk=chunk)
+        if method == "weight_search":
+            return FusionRule(method, "scores", _columns(best.weights))
+        w, _ = search_class_weights(
+            scores, y, best.weights, divisions=divisions, metric=metric, rounds=rounds, chunk=chunk
+        )
+        return FusionRule(method, "scores", w)
+    raise AvferError(f"late fusion method {method!r} is not one of {', '.join(METHODS)}")
+
+
+def _summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in ("accuracy", "uar", "macro_f1", "confusion")}
+
+
+def cross_validate(
+    method: str, scores: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, **fit_kw: Any
+) -> dict[str, Any]:
+    """Stratified K-fold estimate of ``method``: fit on K-1 folds, predict the held-out fold.
+
+    Returns the metrics of the pooled held-out predictions plus ``folds`` and ``per_fold``
+    accuracies; ``None``-valued metrics when there are too few clips per class for 2 folds.
+    """
+    counts = np.bincount(y, minlength=NUM_CLASSES)
+    k = min(folds, int(counts.max()))
+    if k < 2:
+        return {"accuracy": None, "uar": None, "macro_f1": None, "folds": 0, "per_fold": []}
+    held_out = np.empty(len(y), dtype=int)
+    per_fold = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # classes with fewer clips than folds
+        splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    for fit_idx, test_idx in splits:
+        rule = fit_rule(method, scores[:, fit_idx], y[fit_idx], **fit_kw)
+        held_out[test_idx] = rule.apply(scores[:, test_idx]).argmax(axis=1)
+        per_fold.append(float(np.mean(held_out[test_idx] == y[test_idx])))
+    return {**_summary(compute_metrics(y, held_out)), "folds": k, "per_fold": per_fold}
+
+
+@dataclass
+class ScoreTable:
+    """Aligned predictions of several models: clip ids, splits, labels and scores (M, N, C)."""
+
+    models: list[str]
+    clip_ids: list[str]
+    splits: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+
+    def labelled(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (M, n, C) and class indices (n,) of the labelled clips of ``split``."""
+        idx = np.flatnonzero((self.splits == split) & (self.labels != ""))
+        y = np.array([EMOTIONS.index(label) for label in self.labels[idx]], dtype=int)
+        return self.scores[:, idx], y
+
+
+def load_scores(paths: Mapping[str, str]) -> ScoreTable:
+    """Read every model's predictions.csv and align them on the clips they all share."""
+    if not paths:
+        raise AvferError("late fusion needs at least one model (fusion.models)")
+    frames = {name: read_predictions(p).set_index("clip_id") for name, p in paths.items()}
+    first = next(iter(frames.values()))
+    common = [c for c in first.index if all(c in f.index for f in frames.values())]
+    for name, f in frames.items():
+        if len(f) != len(common):
+            lost = len(f) - len(common)
+            log.warning("%s: %d of its %d clips are not in every fused model", name, lost, len(f))
+    val = first.loc[common, "split"] == "val"
+    if not val.any():
+        raise AvferError("the fused models share no validation clip")
+    scores = np.stack([f.loc[common, PROB_COLUMNS].to_numpy(dtype=np.float64) for f in frames.values()])
+    return ScoreTable(
+        list(frames),
+        list(common),
+        first.loc[common, "split"].to_numpy(dtype=str),
+        first.loc[common, "label"].to_numpy(dtype=str),
+        scores,
+    )
+
+
+def read_truth(path: str) -> dict[str, str]:
+    """Hidden test labels: a CSV with ``clip_id`` and ``label`` (or ``emotion``) columns."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    col = next((c for c in ("label", "emotion") if c in df.columns), None)
+    if "clip_id" not in df.columns or col is None:
+        raise AvferError(f"{path}: truth file needs columns clip_id and label")
+    return dict(zip(df["clip_id"], df[col], strict=True))
+
+
+def truth_metrics(
+    clip_ids: Sequence[str], preds: np.ndarray, truth: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """Metrics of predictions (class indices) on the clips that have a hidden label."""
+    pairs = [(EMOTIONS.index(truth[c]), int(p)) for c, p in zip(clip_ids, preds, strict=True) if truth.get(c)]
+    if not pairs:
+        return None
+    y_true, y_pred = zip(*pairs, strict=True)
+    return _summary(compute_metrics(y_true, y_pred))

@@ -1,0 +1,81 @@
+"""Model names of the pipeline and how to rebuild a trained sequence model from its checkpoint.
+
+Names (``{R}/models/<name>/``): ``cnn_<backbone>`` (frame CNN), ``<head>_<backbone>`` (temporal
+head over CNN features, head = ``gru|bgru|lstm|blstm`` + optional ``_att``), ``audio_mlp`` /
+``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from avfer.errors import AvferError
+from avfer.models.audio import make_audio_model
+from avfer.models.fusion import make_early_fusion
+from avfer.models.temporal import HEAD_PATTERN, TemporalClassifier, parse_head
+
+_PATTERNS = (
+    ("cnn", r"cnn_(?P<backbone>.+)"),
+    ("audio", r"audio_(?P<audio>mlp|gru)"),
+    ("early_fusion", r"early(?P<option>[a-d])_(?P<backbone>.+)"),
+    ("temporal", rf"(?P<head>{HEAD_PATTERN})_(?P<backbone>.+)"),
+)
+_INPUTS = {
+    "temporal": ("video", "video_mask"),
+    "audio_mlp": ("functionals", "has_audio"),
+    "audio_gru": ("audio", "audio_mask"),
+    "early_fusion": ("video", "video_mask", "audio", "audio_mask"),
+}
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A parsed model name: its family and the parts that name it."""
+
+    name: str
+    family: str
+    head: str | None = None
+    backbone: str | None = None
+    audio: str | None = None
+    option: str | None = None
+
+    @property
+    def modality(self) -> str:
+        """``visual``, ``audio`` or ``audio-visual``."""
+        return {"cnn": "visual", "temporal": "visual", "audio": "audio"}.get(self.family, "audio-visual")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The ``SequenceBatch`` keys the model reads (empty for a frame CNN)."""
+        key = f"audio_{self.audio}" if self.family == "audio" else self.family
+        return _INPUTS.get(key, ())
+
+
+def parse_model_name(name: str) -> ModelName:
+    """Parse ``cnn_<b>``, ``<head>_<b>``, ``audio_<mlp|gru>`` or ``early<a-d>_<b>``."""
+    for family, pattern in _PATTERNS:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return ModelName(name, family, **m.groupdict())
+    raise AvferError(
+        f"model name {name!r} is not cnn_<backbone>, <head>_<backbone>, audio_mlp, audio_gru"
+        " or early<a-d>_<backbone>"
+    )
+
+
+def build_model(spec: Mapping[str, Any]) -> nn.Module:
+    """Rebuild an (untrained) model from a spec ``{"name", "dims", "args"}`` stored in model.pt."""
+    parsed = parse_model_name(spec["name"])
+    dims, args = dict(spec["dims"]), dict(spec["args"])
+    if parsed.family == "temporal":
+        return TemporalClassifier(dims["video"], modality="video", **parse_head(parsed.head or ""), **args)
+    if parsed.family == "audio":
+        return make_audio_model(parsed.audio or "", dims, **args)
+    if parsed.family == "early_fusion":
+        return make_early_fusion(parsed.option or "", dims, **args)
+    raise AvferError(f"{spec['name']}: not a sequence model (trained by its own stage)")
