@@ -1,0 +1,222 @@
+"""The fast data path: face frames from the HDF5 face caches, held in memory as one uint8 array.
+
+Each cache is read once (no per-frame image files, no decoding per epoch); only frames with a
+face are kept, already fitted to the model's size and channels (:func:`fit_images`), so a batch
+is one NumPy fancy-index away. Batches are drawn by :class:`FrameBatchSampler`, which can keep at
+most ``frames_per_clip`` random frames of each clip per epoch (long clips do not dominate), and
+served through a ``DataLoader(..., batch_size=None, sampler=...)`` by :class:`ImageBatches`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from avfer.data.transforms import fit_images
+from avfer.io.hdf5 import CLIPS, open_cache
+from avfer.labels import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+CLIP_COLUMNS = ["clip_id", "split", "label", "status", "n_frames", "n_faces"]
+
+
+@dataclass
+class FrameStore:
+    """Face frames of many clips: ``images`` uint8 ``[F, S, S, C]`` (face frames only),
+    ``clip`` (row of ``clips`` per frame), ``t`` (frame index on the clip's 25 fps grid) and
+    ``clips`` (one row per clip, cache order: :data:`CLIP_COLUMNS`)."""
+
+    images: np.ndarray
+    clip: np.ndarray
+    t: np.ndarray
+    clips: pd.DataFrame
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Canonical label index per frame (-1 for unlabelled clips)."""
+        lut = np.array([EMOTIONS.index(x) if x else -1 for x in self.clips["label"]], np.int64)
+        return lut[self.clip] if len(lut) else np.zeros(0, np.int64)
+
+    def select(self, mask: np.ndarray) -> FrameStore:
+        """The clips where ``mask`` (one bool per clip) is true, with their frames."""
+        keep = np.flatnonzero(mask)
+        remap = np.full(len(self.clips), -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        frames = np.isin(self.clip, keep)
+        return FrameStore(
+            self.images[frames],
+            remap[self.clip[frames]],
+            self.t[frames],
+            self.clips.iloc[keep].reset_index(drop=True),
+        )
+
+    @classmethod
+    def from_caches(
+        cls,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        size: int,
+        chans: int,
+        splits: Sequence[str] | None = None,
+        labelled_only: bool = False,
+    ) -> FrameStore:
+        """Read the face frames of every clip (of ``splits``) of the face caches ``paths``.
+
+        Clips whose status is not ``ok`` or that have no face frame are listed in ``clips``
+        with ``n_faces = 0`` and contribute no frames.
+        """
+        chunks: list[np.ndarray] = []
+        clip_of: list[np.ndarray] = []
+        t_of: list[np.ndarray] = []
+        rows: list[dict] = []
+        for path in paths:
+            with open_cache(path, "faces") as f:
+                for clip_id, g in f[CLIPS].items():
+                    split, label = str(g.attrs["split"]), str(g.attrs["label"])
+                    status = str(g.attrs["status"])
+                    if (splits is not None and split not in splits) or (labelled_only and not label):
+                        continue
+                    has_face = g["has_face"][()].astype(bool) if "has_face" in g else np.zeros(0, bool)
+                    usable = status == "ok" and "faces" in g and has_face.any()
+                    idx = np.flatnonzero(has_face) if usable else np.zeros(0, np.int64)
+                    if len(idx):
+                        faces = g["faces"][()][idx]  # one read of the (compressed) dataset
+                        chunks.append(fit_images(faces, size, chans).numpy())
+                        clip_of.append(np.full(len(idx), len(rows), np.int64))
+                        t_of.append(idx.astype(np.int64))
+                    rows.append(
+                        {
+                            "clip_id": clip_id,
+                            "split": split,
+                            "label": label,
+                            "status": status,
+                            "n_frames": len(has_face),
+                            "n_faces": len(idx),
+                        }
+                    )
+        images = np.concatenate(chunks) if chunks else np.zeros((0, size, size, chans), np.uint8)
+        store = cls(
+            images,
+            np.concatenate(clip_of) if clip_of else np.zeros(0, np.int64),
+            np.concatenate(t_of) if t_of else np.zeros(0, np.int64),
+            pd.DataFrame(rows, columns=CLIP_COLUMNS),
+        )
+        log.info(
+            "loaded %d face frames of %d clips (%.0f MB in memory)",
+            len(images),
+            len(rows),
+            images.nbytes / 1e6,
+        )
+        return store
+
+
+class ImageBatches(Dataset):
+    """``dataset[list_of_indices]`` → ``(uint8 images [B, S, S, C], int64 targets [B])``."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray) -> None:
+        self.images, self.targets = images, np.asarray(targets, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.sort(np.asarray(index))  # sorted reads are faster on a memory-mapped array
+        return torch.from_numpy(np.ascontiguousarray(self.images[idx])), torch.from_numpy(self.targets[idx])
+
+
+class FrameBatchSampler(Sampler[list[int]]):
+    """Batches of frame indices. Per epoch: at most ``frames_per_clip`` random frames of each
+    group (clip), shuffled (``shuffle``), or every frame in order. ``generator`` is re-seeded
+    every epoch by :func:`avfer.train.fit`, so resumed runs draw the same batches."""
+
+    def __init__(
+        self,
+        groups: np.ndarray,
+        batch_size: int,
+        *,
+        frames_per_clip: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.groups = np.asarray(groups)
+        self.batch_size, self.frames_per_clip = int(batch_size), frames_per_clip
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+        self._members = _group_members(self.groups) if frames_per_clip is not None else []
+
+    def _epoch_indices(self) -> np.ndarray:
+        k = self.frames_per_clip
+        if k is None:
+            idx = np.arange(len(self.groups))
+        else:
+            picked = []
+            for members in self._members:
+                if len(members) > k:
+                    perm = torch.randperm(len(members), generator=self.generator).numpy()
+                    members = np.sort(members[perm[:k]])
+                picked.append(members)
+            idx = np.concatenate(picked) if picked else np.zeros(0, np.int64)
+        if self.shuffle:
+            idx = idx[torch.randperm(len(idx), generator=self.generator).numpy()]
+        return idx
+
+    def _epoch_size(self) -> int:
+        k = self.frames_per_clip
+        return len(self.groups) if k is None else sum(min(len(m), k) for m in self._members)
+
+    def __len__(self) -> int:
+        n = self._epoch_size()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        idx = self._epoch_indices()
+        stop = len(idx) - len(idx) % self.batch_size if self.drop_last else len(idx)
+        for i in range(0, stop, self.batch_size):
+            yield idx[i : i + self.batch_size].tolist()
+
+
+def batch_loader(
+    images: np.ndarray,
+    targets: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    batch_size: int,
+    frames_per_clip: int | None = None,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A ``DataLoader`` over in-memory uint8 images (no workers needed: a batch is one index)."""
+    groups = np.arange(len(images)) if groups is None else groups
+    sampler = FrameBatchSampler(
+        groups, batch_size, frames_per_clip=frames_per_clip, shuffle=shuffle, drop_last=drop_last, seed=seed
+    )
+    return DataLoader(ImageBatches(images, targets), batch_size=None, sampler=sampler, pin_memory=pin_memory)
+
+
+def _group_members(groups: np.ndarray) -> list[np.ndarray]:
+    """Indices of each group's members (groups in sorted order, members in index order)."""
+    order = np.argsort(groups, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(groups[order])) + 1) if len(order) else []
+
+
+def even_subsample(groups: np.ndarray, per_group: int | None) -> np.ndarray:
+    """Indices of at most ``per_group`` evenly spaced members of each group (deterministic)."""
+    if per_group is None:
+        return np.arange(len(groups))
+    keep = []
+    for members in _group_members(np.asarray(groups)):
+        if len(members) > per_group:
+            members = members[np.linspace(0, len(members) - 1, per_group).round().astype(int)]
+        keep.append(members)
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)

@@ -1,0 +1,184 @@
+"""Image backbones by name (timm, torchvision, or the built-in mini-Xception), random init by
+default, optionally initialised from a local weights file.
+
+Every backbone is an ``nn.Module`` with ``feature_dim``, ``forward_features(x) -> [N, D]``
+(the penultimate layer, globally pooled) and ``forward(x) -> [N, num_classes]`` logits.
+Nothing is ever downloaded: ``pretrained_path`` is a local ``torch.save``'d state_dict (or a
+checkpoint holding one under ``state_dict``/``model``), or for ``mini_xception`` a Keras ``.hdf5``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avfer.errors import AvferError
+from avfer.models.xception import MiniXception, load_keras_mini_xception
+
+log = logging.getLogger(__name__)
+
+# The reference set (name → where it comes from). Any other timm model name works too, and
+# ``torchvision_<name>`` takes ``torchvision.models.<name>``.
+REFERENCE_BACKBONES: dict[str, str] = {
+    "mini_xception": "avfer (Arriaga et al. 2017), ~60k parameters, CPU friendly",
+    "resnet18": "timm",
+    "resnet50": "timm",
+    "densenet121": "timm",
+    "seresnet50": "timm",
+    "seresnext50_32x4d": "timm",
+    "vgg11_bn": "timm",
+    "vgg16": "timm",
+    "torchvision_vgg16": "torchvision",
+    "torchvision_resnet18": "torchvision",
+}
+TORCHVISION_PREFIX = "torchvision_"
+
+
+class BackboneError(AvferError, ValueError):
+    """An unknown backbone name or an unusable weights file."""
+
+
+def _set_module(root: nn.Module, dotted: str, module: nn.Module) -> None:
+    parent_name, _, attr = dotted.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, module)
+
+
+def _module_name(root: nn.Module, target: nn.Module) -> str:
+    return next(name for name, m in root.named_modules() if m is target)
+
+
+class Classifier(nn.Module):
+    """A timm/torchvision network with its classifier split off as ``head``.
+
+    ``net(x)`` gives the pooled penultimate features; ``head`` maps them to logits.
+    ``head_key`` is the classifier's name inside the original network (to load bare state_dicts).
+    """
+
+    def __init__(self, net: nn.Module, feature_dim: int, num_classes: int, head_key: str, repeat: int = 1):
+        super().__init__()
+        self.net = net
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
+        self.head_key = head_key
+        self.repeat = repeat  # grey input → 3 channels for networks that cannot take 1
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[N, feature_dim]``."""
+        if self.repeat > 1:
+            x = x.expand(-1, self.repeat, -1, -1)
+        return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def _timm(name: str, num_classes: int, in_chans: int) -> Classifier:
+    import timm
+
+    if not timm.is_model(name):
+        known = ", ".join(REFERENCE_BACKBONES)
+        raise BackboneError(f"unknown backbone {name!r}; reference names: {known} (or any timm model)")
+    net = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    head_key = _module_name(net, net.get_classifier())
+    net.reset_classifier(0)
+    dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
+    return Classifier(net, dim, num_classes, head_key)
+
+
+def _torchvision(name: str, num_classes: int, in_chans: int) -> Classifier:
+    import torchvision
+
+    try:
+        net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    except ValueError as exc:
+        raise BackboneError(f"unknown torchvision model {name!r} ({exc})") from None
+    if in_chans not in (1, 3):
+        raise BackboneError(f"torchvision backbones take 1 or 3 input channels, not {in_chans}")
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise BackboneError(f"torchvision model {name!r} has no linear classifier to split off")
+    head_key, last = linears[-1]
+    _set_module(net, head_key, nn.Identity())
+    return Classifier(net, last.in_features, num_classes, head_key, repeat=3 if in_chans == 1 else 1)
+
+
+def build_backbone(
+    name: str, num_classes: int = 7, in_chans: int = 3, pretrained_path: str | Path | None = None
+) -> nn.Module:
+    """Build backbone ``name`` (see :data:`REFERENCE_BACKBONES`), randomly initialised unless
+    ``pretrained_path`` names a local weights file (loaded with :func:`load_weights`)."""
+    if name == "mini_xception":
+        model: nn.Module = MiniXception(num_classes, in_chans)
+    elif name.startswith(TORCHVISION_PREFIX):
+        model = _torchvision(name.removeprefix(TORCHVISION_PREFIX), num_classes, in_chans)
+    else:
+        model = _timm(name, num_classes, in_chans)
+    if pretrained_path:
+        load_weights(model, pretrained_path)
+    return model
+
+
+def _read_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise BackboneError(f"{path}: weights file does not exist")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        if not isinstance(model, MiniXception):
+            raise BackboneError(f"{path}: Keras .hdf5 weights are only supported for mini_xception")
+        return load_keras_mini_xception(path).state_dict()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise BackboneError(f"{path}: not a torch weights file ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BackboneError(f"{path}: does not hold a state_dict (name → tensor)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _align_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Map keys of our saved models (``backbone.``) or of a bare network onto ``model``."""
+    own = set(model.state_dict())
+    if any(k.startswith("backbone.") for k in state):
+        state = {k.removeprefix("backbone."): v for k, v in state.items()}
+    if isinstance(model, Classifier) and not any(k.startswith(("net.", "head.")) for k in state):
+        head = model.head_key + "."
+        state = {
+            ("head." + k.removeprefix(head)) if k.startswith(head) else "net." + k: v
+            for k, v in state.items()
+        }
+    if not own & set(state):
+        raise BackboneError("no parameter name of the weights file matches the backbone")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Load a local weights file into ``model`` (``strict=False``).
+
+    Tensors whose shape differs from the model's (e.g. a 1000-class ImageNet classifier) are
+    dropped; missing, unexpected and dropped keys are logged and returned.
+    """
+    path = Path(path)
+    state = _align_keys(_read_state_dict(path, model), model)
+    own = model.state_dict()
+    dropped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    for k in dropped:
+        del state[k]
+    result = model.load_state_dict(state, strict=False)
+    report = {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
+    report["dropped"] = dropped
+    log.info(
+        "loaded %s: %d tensors; missing %s; unexpected %s; dropped (shape mismatch) %s",
+        path,
+        len(state) - len(result.unexpected_keys),
+        report["missing"] or "none",
+        report["unexpected"] or "none",
+        dropped or "none",
+    )
+    return report

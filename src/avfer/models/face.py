@@ -1,0 +1,100 @@
+"""A face classifier = input pipeline (:class:`~avfer.data.transforms.FaceTransform`) + backbone,
+and its checkpoint file ``model.pt``.
+
+The model takes uint8 face crops ``[N, H, W, C]`` of any size (the aligned 112 px crops of the
+face cache, FER2013's 48 px grey images, ...), so everything downstream (prediction, feature
+extraction) needs only the checkpoint. ``model.pt`` is a plain dict (loadable with
+``torch.load(..., weights_only=True)``): ``format``, ``backbone``, ``classes``, ``input_size``,
+``in_chans``, ``normalization``, ``augment``, ``feature_dim``, ``state_dict`` and ``extra``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from avfer.data.transforms import FaceTransform
+from avfer.errors import AvferError
+from avfer.io.atomic import atomic_path
+from avfer.labels import EMOTIONS, NUM_CLASSES
+from avfer.models.backbones import build_backbone
+
+MODEL_FORMAT = "avfer-face-cnn/1"
+
+
+class FaceModel(nn.Module):
+    """uint8 faces → logits (``forward``) or penultimate features (``forward_features``)."""
+
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        input_size: int = 48,
+        in_chans: int = 1,
+        augment: str = "standard",
+        normalization: str = "symmetric",
+        pretrained_path: str | Path | None = None,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
+        super().__init__()
+        self.spec = {
+            "backbone": backbone,
+            "input_size": int(input_size),
+            "in_chans": int(in_chans),
+            "augment": augment,
+            "normalization": normalization,
+        }
+        self.transform = FaceTransform(input_size, in_chans, augment, normalization)
+        self.backbone = build_backbone(backbone, num_classes, in_chans, pretrained_path)
+        self.feature_dim: int = int(self.backbone.feature_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.transform(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[N, feature_dim]`` (no augmentation in eval mode)."""
+        return self.backbone.forward_features(self.transform(x))
+
+
+def save_face_model(
+    path: str | Path,
+    model: FaceModel,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Atomically write ``model.pt`` (``state_dict`` defaults to the model's current weights)."""
+    state = state_dict if state_dict is not None else model.state_dict()
+    blob = {
+        "format": MODEL_FORMAT,
+        **model.spec,
+        "classes": list(EMOTIONS),
+        "feature_dim": model.feature_dim,
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "extra": extra or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def load_face_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FaceModel, dict[str, Any]]:
+    """Rebuild a :class:`FaceModel` from ``model.pt`` (eval mode) → ``(model, extra)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise AvferError(f"{path}: model file does not exist")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+        raise AvferError(f"{path}: not an avfer face model ({MODEL_FORMAT}); re-run its training rule")
+    if list(blob["classes"]) != list(EMOTIONS):
+        raise AvferError(f"{path}: class order {blob['classes']} differs from {list(EMOTIONS)}")
+    model = FaceModel(
+        blob["backbone"],
+        input_size=blob["input_size"],
+        in_chans=blob["in_chans"],
+        augment=blob["augment"],
+        normalization=blob["normalization"],
+    )
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), dict(blob.get("extra") or {})
