@@ -22,6 +22,9 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/audio.smk"
+include: "rules/temporal.smk"
+include: "rules/audio_models.smk"
+include: "rules/fusion.smk"
 
 
 rule all:

@@ -2,6 +2,9 @@
 # Only this file defines Python functions; the other rule files hold rules.
 
 import os
+import re
+
+from typing import Any
 
 import pandas as pd
 
@@ -70,6 +73,92 @@ def audio_targets(wildcards) -> list[str]:
     """Every audio cache and the per-split audio summaries."""
     splits = sorted(sample_sheet()["split"].unique())
     return audio_shards() + [f"{R}/audio/summary/{split}.json" for split in splits]
+
+
+# --- sequence models, early and late fusion (rules/temporal.smk, audio_models.smk, fusion.smk)
+
+
+def backbones() -> list[str]:
+    """The CNN backbones of the config (each gets features, temporal heads, early fusion)."""
+    return list(config.get("cnn", {}).get("backbones", []))
+
+
+HEAD_RE = r"b?(gru|lstm)(_att)?"
+AUDIO_MODEL_RE = "mlp|gru"
+OPTION_RE = "[abcd]"
+BACKBONE_RE = "|".join(re.escape(b) for b in backbones()) or "(?!)"
+
+
+def trained_models() -> list[str]:
+    """Every model the config trains: cnn_<b>, <head>_<b>, audio_<m>, early<option>_<b>."""
+    out = [f"cnn_{b}" for b in backbones()]
+    out += [f"{h}_{b}" for b in backbones() for h in config["temporal"]["heads"]]
+    out += [f"audio_{m}" for m in config["audio_models"]["models"]]
+    out += [f"early{o}_{b}" for b in backbones() for o in config["early_fusion"]["options"]]
+    return out
+
+
+def fused_models() -> list[str]:
+    """The models of the late fusion (fusion.models; empty = every trained model)."""
+    return list(config["fusion"]["models"]) or trained_models()
+
+
+def summary_models() -> list[str]:
+    """Models in the summary table: every trained model, plus any other fused model."""
+    models = trained_models()
+    return models + [m for m in fused_models() if m not in models]
+
+
+def model_files(models: list[str], name: str) -> list[str]:
+    """``{R}/models/<model>/<name>`` for each model."""
+    return [f"{R}/models/{m}/{name}" for m in models]
+
+
+def hidden_truth() -> list[str]:
+    """The demo's hidden test labels (scored in late_fusion.json and the summary), if any."""
+    return [DEMO_TRUTH] if config["dataset"]["generate_demo"] else []
+
+
+def feature_caches(backbone: str) -> list[str]:
+    """The per-frame CNN feature caches of one backbone, one per shard."""
+    return [f"{R}/features/{backbone}/{shard}.h5" for shard in shards()]
+
+
+def temporal_inputs(wildcards) -> dict[str, list[str]]:
+    """train_temporal reads the backbone's feature caches."""
+    return {"features": feature_caches(wildcards.backbone)}
+
+
+def audio_model_inputs(wildcards) -> dict[str, list[str]]:
+    """train_audio_model reads the audio caches."""
+    return {"audio": audio_shards()}
+
+
+def early_fusion_inputs(wildcards) -> dict[str, Any]:
+    """Feature and audio caches, plus the trained audio GRU (options b-d) and visual GRU (d)."""
+    out: dict[str, Any] = {"features": feature_caches(wildcards.backbone), "audio": audio_shards()}
+    if wildcards.option in "bcd":
+        out["audio_encoder"] = f"{R}/models/audio_gru/model.pt"
+    if wildcards.option == "d":
+        head = config["early_fusion"]["visual_head"]
+        out["video_encoder"] = f"{R}/models/{head}_{wildcards.backbone}/model.pt"
+    return out
+
+
+def fusion_inputs(wildcards) -> dict[str, list[str]]:
+    """fuse_late reads the fused models' predictions (and the demo's hidden test labels)."""
+    return {"predictions": model_files(fused_models(), "predictions.csv"), "truth": hidden_truth()}
+
+
+def summary_inputs(wildcards) -> dict[str, Any]:
+    """summarize_models reads every model's metrics and predictions and the late fusion."""
+    models = summary_models()
+    return {
+        "metrics": model_files(models, "metrics.json"),
+        "predictions": model_files(models, "predictions.csv"),
+        "fusion": f"{R}/late_fusion.json",
+        "truth": hidden_truth(),
+    }
 
 
 def final_targets() -> list:

@@ -44,21 +44,30 @@ log = logging.getLogger(__name__)
 _ENCODER_KEYS = ("hidden_size", "num_layers", "dropout")
 
 
-def model_settings(name: str, cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(model_args, train_settings)`` of model ``name`` from the full (validated) config."""
+_MODEL_KEYS = {
+    "temporal": ("hidden_size", "num_layers", "dropout", "pooling", "attention_dim", "window", "stride"),
+    "early_fusion": (
+        "freeze",
+        "hidden_size",
+        "num_layers",
+        "dropout",
+        "pooling",
+        "fc_sizes",
+        "window",
+        "stride",
+    ),
+}
+
+
+def model_settings(name: str, section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model_args, train_settings)`` of model ``name`` from its config section
+    (``temporal``, ``audio_models`` or ``early_fusion``)."""
     parsed = parse_model_name(name)
-    if parsed.family == "temporal":
-        sec = cfg["temporal"]
-        keys = ("hidden_size", "num_layers", "dropout", "pooling", "attention_dim", "window", "stride")
-        return {k: sec[k] for k in keys}, dict(sec["train"])
     if parsed.family == "audio":
-        sec = cfg["audio_models"]
-        return dict(sec[parsed.audio]), dict(sec["train"])
-    if parsed.family == "early_fusion":
-        sec = cfg["early_fusion"]
-        keys = ("freeze", "hidden_size", "num_layers", "dropout", "pooling", "fc_sizes", "window", "stride")
-        return {k: sec[k] for k in keys}, dict(sec["train"])
-    raise AvferError(f"{name}: not a sequence model")
+        return dict(section[parsed.audio]), dict(section["train"])
+    if parsed.family not in _MODEL_KEYS:
+        raise AvferError(f"{name}: not a sequence model")
+    return {k: section[k] for k in _MODEL_KEYS[parsed.family]}, dict(section["train"])
 
 
 def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -1,0 +1,32 @@
+# Temporal visual models: a recurrent head (GRU, BGRU, LSTM, ± attention) over each backbone's
+# per-frame CNN features → results/models/<head>_<backbone>/.
+
+
+rule train_temporal:
+    input:
+        unpack(temporal_inputs),
+    output:
+        model=f"{R}/models/{{head}}_{{backbone}}/model.pt",
+        predictions=f"{R}/models/{{head}}_{{backbone}}/predictions.csv",
+        metrics=f"{R}/models/{{head}}_{{backbone}}/metrics.json",
+    params:
+        model="{head}_{backbone}",
+        settings=config["temporal"],
+        seed=config["seed"],
+        resume_dir=f"{R}/models/{{head}}_{{backbone}}",
+    wildcard_constraints:
+        head=HEAD_RE,
+        backbone=BACKBONE_RE,
+    log:
+        f"{R}/logs/train_temporal/{{head}}_{{backbone}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_temporal/{{head}}_{{backbone}}.tsv"
+    threads: config["temporal"]["resources"]["threads"]
+    resources:
+        mem_mb=config["temporal"]["resources"]["mem_mb"],
+        runtime=config["temporal"]["resources"]["runtime"],
+        gpu=config["temporal"]["resources"]["gpu"],
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/train_temporal.py"

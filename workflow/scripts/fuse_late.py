@@ -1,0 +1,33 @@
+"""Snakemake script: late fusion of the trained models → late_fusion.json, fused predictions,
+EmotiW submission folder."""
+
+from avfer.fusion import run_late_fusion
+from avfer.workflow import logged
+
+with logged(snakemake.log[0], "fuse_late") as log:
+    cfg = snakemake.params.fusion
+    truth = list(snakemake.input.truth)
+    result = run_late_fusion(
+        dict(zip(snakemake.params.models, snakemake.input.predictions, strict=True)),
+        out_json=snakemake.output.result,
+        out_predictions=snakemake.output.predictions,
+        out_metrics=snakemake.output.metrics,
+        out_submission=snakemake.output.submission,
+        out_confusion=snakemake.output.confusion,
+        methods=cfg["methods"],
+        method=cfg["method"],
+        objective=cfg["objective"],
+        step=cfg["step"],
+        max_points=cfg["max_points"],
+        folds=cfg["cv_folds"],
+        rounds=cfg["class_rounds"],
+        chunk=cfg["chunk_size"],
+        seed=snakemake.params.seed,
+        truth=truth[0] if truth else None,
+    )
+    log.info(
+        "late fusion: %s, val accuracy %.4f, cv accuracy %s",
+        result["method"],
+        result["val"]["accuracy"],
+        result["cv"]["accuracy"],
+    )
