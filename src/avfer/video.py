@@ -1,15 +1,26 @@
-"""Video probing and the 25 fps frame grid shared by every per-frame stage.
+"""Video probing, the 25 fps frame grid shared by every per-frame stage, and grid decoding.
 
 The grid of a clip is a pure function of its container metadata (:func:`probe`), so the
 face stage (which decodes frames) and the audio stage (which never decodes video) agree on
 the number of frames ``T`` exactly: frame ``t`` spans ``[t / fps, (t + 1) / fps)`` seconds
 from the start of the video stream.
+
+:class:`GridDecoder` decodes a clip onto that grid: exactly ``T`` frames, frame ``t`` being
+the source frame on screen at ``t / fps`` seconds after the video stream start (the last
+frame whose presentation time is ``<= t / fps``), whatever the source frame rate (constant
+or variable). It streams raw RGB frames from one ``ffmpeg`` process (never one image file
+per frame), and reads every source frame's real presentation time from ffmpeg's
+``showinfo`` filter.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import re
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,14 +48,22 @@ class VideoInfo:
     start_time: float
     has_audio: bool
     audio_start_time: float = 0.0
+    rotation: int = 0
+    sar: float = 1.0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the frames as shown: square pixels, rotation applied."""
+        w, h = max(1, round(self.width * self.sar)), self.height
+        return (h, w) if self.rotation % 180 == 90 else (w, h)
 
 
 def _ffprobe(path: Path) -> dict:
     cmd = [
         "ffprobe", "-v", "error", "-of", "json",
         "-show_entries",
-        "stream=codec_type,width,height,avg_frame_rate,r_frame_rate,duration,nb_frames,start_time"
-        ":format=duration,start_time",
+        "stream=codec_type,width,height,avg_frame_rate,r_frame_rate,duration,nb_frames,start_time,"
+        "sample_aspect_ratio:stream_side_data=rotation:stream_tags=rotate:format=duration,start_time",
         str(path),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -92,7 +111,21 @@ def probe(path: str | Path) -> VideoInfo:
         start_time=float(video.get("start_time") or 0.0),
         has_audio=audio is not None,
         audio_start_time=float(audio.get("start_time") or 0.0) if audio else 0.0,
+        rotation=_rotation(video),
+        sar=_rate((video.get("sample_aspect_ratio") or "1:1").replace(":", "/")) or 1.0,
     )
+
+
+def _rotation(stream: dict) -> int:
+    """Display rotation in degrees (0, 90, 180 or 270) from side data or the legacy tag."""
+    value = stream.get("tags", {}).get("rotate", 0)
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            value = side["rotation"]
+    try:
+        return int(round(float(value) / 90.0)) * 90 % 360
+    except (TypeError, ValueError):
+        return 0
 
 
 def grid_length(duration: float, fps: float = GRID_FPS) -> int:
@@ -103,3 +136,266 @@ def grid_length(duration: float, fps: float = GRID_FPS) -> int:
 def frame_times(n_frames: int, fps: float = GRID_FPS) -> np.ndarray:
     """Start time in seconds (relative to the video stream start) of each grid frame."""
     return np.arange(n_frames, dtype=np.float64) / fps
+
+
+def scaled_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` shrunk (never enlarged) so that its longest side is at most ``max_side``
+    (``0`` = unchanged)."""
+    w, h = size
+    if max_side <= 0 or max(w, h) <= max_side:
+        return w, h
+    s = max_side / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+@dataclass
+class GridFrames:
+    """Consecutive frames of the 25 fps grid, decoded at two sizes.
+
+    ``frames`` are the frames used for face crops (display size, capped by ``max_side``);
+    ``small`` the same frames at detection size (the very same array when no downscaling is
+    needed). A ``missing`` frame (before the first / after the last decodable source frame)
+    is black, with ``source_index == -1`` and ``source_time`` NaN.
+    """
+
+    t: np.ndarray  # int64 [n] grid indices
+    frames: np.ndarray  # uint8 [n, H, W, 3]
+    small: np.ndarray  # uint8 [n, h, w, 3]
+    source_index: np.ndarray  # int32 [n] index of the source frame shown (-1 = missing)
+    source_time: np.ndarray  # float64 [n] its presentation time (s from the stream start)
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Frames that show a real decoded source frame."""
+        return self.source_index >= 0
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+_PTS = re.compile(r"\] n:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)\s+pts_time:\s*(\S+)")
+_TIMEBASE = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
+_PROBLEM = re.compile(r"error|invalid|unrecognized|not found|corrupt|truncated|partial file", re.I)
+_END = object()
+
+
+class GridDecoder:
+    """Decode one clip onto the ``fps`` grid: exactly ``n_frames = grid_length(duration)``
+    frames, frame ``t`` being the source frame on screen at ``t / fps`` s from the video
+    stream start (the last one whose presentation time is ``<= t / fps``).
+
+    Source frames come from one ``ffmpeg`` process as raw RGB on a pipe (the crop-size frame
+    and the detection-size frame stacked in one image), read by a thread so that decoding
+    overlaps the caller's work; their real presentation times come from ``showinfo``.
+    Iterate :meth:`batches`. Raises :class:`VideoError` naming the file when nothing decodes.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        info: VideoInfo | None = None,
+        *,
+        max_side: int = 0,
+        detect_size: int = 0,
+        fps: float = GRID_FPS,
+        prefetch: int = 16,
+    ) -> None:
+        self.path = Path(path)
+        self.info = info or probe(self.path)
+        self.fps = fps
+        self.n_frames = grid_length(self.info.duration, fps)
+        self.display_size = self.info.display_size
+        self.frame_size = scaled_size(self.display_size, max_side)
+        self.small_size = scaled_size(self.display_size, detect_size)
+        if self.small_size[0] > self.frame_size[0]:
+            self.small_size = self.frame_size
+        self.prefetch = max(2, prefetch)
+        self.decoded = 0  # source frames read
+        self.missing = 0  # grid frames without a source frame
+        self.messages: list[str] = []  # ffmpeg error/warning lines
+
+    @property
+    def to_display(self) -> tuple[float, float]:
+        """Factors (x, y) from ``frames`` pixel coordinates to display-size coordinates."""
+        return (self.display_size[0] / self.frame_size[0], self.display_size[1] / self.frame_size[1])
+
+    @property
+    def small_to_frame(self) -> tuple[float, float]:
+        """Factors (x, y) from ``small`` pixel coordinates to ``frames`` coordinates."""
+        return (self.frame_size[0] / self.small_size[0], self.frame_size[1] / self.small_size[1])
+
+    def _graph(self) -> str:
+        # Split, pad and stack in the source pixel format (cheap), convert to RGB once at the end.
+        (fw, fh), (sw, sh) = self.frame_size, self.small_size
+        full = f"[0:v:0]scale={fw}:{fh}:flags=bicubic,setsar=1"
+        tail = "format=rgb24,showinfo=checksum=0[out]"
+        if (sw, sh) == (fw, fh):
+            return f"{full},{tail}"
+        return (
+            f"{full},split=2[a][b];[b]scale={sw}:{sh}:flags=area,pad={fw}:{sh}[s];"
+            f"[a][s]vstack=inputs=2,{tail}"
+        )
+
+    def _command(self, sync: list[str]) -> list[str]:
+        return [
+            "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-copyts",
+            "-i", str(self.path), "-filter_complex", self._graph(), "-map", "[out]", "-an", "-sn",
+            *sync, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        ]  # fmt: skip
+
+    def _source_frames(self) -> Iterator[tuple[np.ndarray, int, float]]:
+        """Yield ``(stacked frame, source index, time from the stream start)`` in display order."""
+        for sync in (["-fps_mode", "passthrough"], ["-vsync", "passthrough"]):  # ffmpeg >= 5.1 | older
+            yielded = False
+            for item in self._run(sync):
+                yielded = True
+                yield item
+            if yielded or not any("fps_mode" in m for m in self.messages):
+                return
+
+    def _run(self, sync: list[str]) -> Iterator[tuple[np.ndarray, int, float]]:
+        (fw, fh), (sw, sh) = self.frame_size, self.small_size
+        shape = (fh + (sh if (sw, sh) != (fw, fh) else 0), fw, 3)
+        frames: queue.Queue = queue.Queue(self.prefetch)
+        stamps: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        self.messages = []
+        proc = subprocess.Popen(
+            self._command(sync), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        )
+        readers = [
+            threading.Thread(target=self._read_frames, args=(proc, shape, frames, stop), daemon=True),
+            threading.Thread(target=self._read_log, args=(proc, stamps), daemon=True),
+        ]
+        for th in readers:
+            th.start()
+        step = 1.0 / (self.info.fps or self.fps)
+        last, timed = self.info.start_time - step, True
+        try:
+            while (frame := frames.get()) is not _END:
+                k, pts = self.decoded, None
+                if timed:  # showinfo logs a frame before ffmpeg writes it: its line is on the way
+                    try:
+                        k, pts = stamps.get(timeout=10)
+                    except queue.Empty:
+                        timed = False
+                time = pts if pts is not None else last + step
+                last = time
+                self.decoded += 1
+                yield frame, k, time - self.info.start_time
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for th in readers:
+                th.join(timeout=5)
+
+    @staticmethod
+    def _read_frames(proc: subprocess.Popen, shape: tuple, out: queue.Queue, stop: threading.Event) -> None:
+        size = int(np.prod(shape))
+        while not stop.is_set():
+            buf = np.empty(shape, np.uint8)
+            view, got = memoryview(buf).cast("B"), 0
+            while got < size and (n := proc.stdout.readinto(view[got:])):
+                got += n
+            if got < size:
+                break
+            while not stop.is_set():
+                try:
+                    out.put(buf, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        while not stop.is_set():
+            try:
+                out.put(_END, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _read_log(self, proc: subprocess.Popen, out: queue.Queue) -> None:
+        timebase = None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if (m := _PTS.search(line)) is not None:
+                pts = None
+                if m.group(2) != "NOPTS":
+                    pts = int(m.group(2)) * timebase if timebase else float(m.group(3))
+                out.put((int(m.group(1)), pts))
+            elif (m := _TIMEBASE.search(line)) is not None and int(m.group(1)):
+                timebase = int(m.group(1)) / int(m.group(2))
+            elif _PROBLEM.search(line):
+                self.messages.append(line.split("] ", 1)[-1])
+
+    def batches(self, batch_size: int = 32) -> Iterator[GridFrames]:
+        """Yield the ``n_frames`` grid frames in order, ``batch_size`` at a time."""
+        eps, t_max, fps = 1e-4, self.n_frames, self.fps
+        late_ok = 1.5 / (self.info.fps or fps)
+        pending: list[tuple[np.ndarray | None, int, float]] = []
+        cur: tuple[np.ndarray, int, float] | None = None
+        times: list[float] = []
+        t = 0
+        source = self._source_frames()
+        try:
+            for frame, k, time in source:
+                times.append(time)
+                while t < t_max and t / fps < time - eps:
+                    if cur is not None:
+                        pending.append(cur)
+                    else:  # before the first source frame: use it if it is barely late
+                        late = time - t / fps <= late_ok
+                        pending.append((frame, k, time) if late else (None, -1, np.nan))
+                    t += 1
+                    if len(pending) >= batch_size:
+                        yield self._batch(t - len(pending), pending)
+                        pending = []
+                cur = (frame, k, time)
+                if t >= t_max:
+                    break
+        finally:
+            source.close()
+        if cur is None:
+            why = "; ".join(self.messages[-2:]) or "no frame could be decoded"
+            raise VideoError(f"{self.path}: undecodable video ({why})")
+        gaps = np.diff(times)
+        tail = 1.5 * (float(np.median(gaps)) if len(gaps) and np.median(gaps) > 0 else 1.0 / fps)
+        while t < t_max:  # after the last source frame: it stays on screen for about one interval
+            pending.append(cur if t / fps - cur[2] < tail else (None, -1, np.nan))
+            t += 1
+            if len(pending) >= batch_size or t == t_max:
+                yield self._batch(t - len(pending), pending)
+                pending = []
+        if pending:
+            yield self._batch(t - len(pending), pending)
+
+    def _batch(self, t0: int, items: list[tuple[np.ndarray | None, int, float]]) -> GridFrames:
+        (fw, fh), (sw, sh) = self.frame_size, self.small_size
+        stacked = np.empty((len(items), fh + (sh if (sw, sh) != (fw, fh) else 0), fw, 3), np.uint8)
+        for i, (frame, _, _) in enumerate(items):
+            if frame is None:
+                stacked[i] = 0
+            else:
+                stacked[i] = frame
+        index = np.array([k for _, k, _ in items], np.int32)
+        self.missing += int((index < 0).sum())
+        frames = stacked[:, :fh]
+        small = frames if (sw, sh) == (fw, fh) else stacked[:, fh:, :sw]
+        return GridFrames(
+            t=np.arange(t0, t0 + len(items), dtype=np.int64),
+            frames=frames,
+            small=small,
+            source_index=index,
+            source_time=np.array([s for _, _, s in items], np.float64),
+        )
+
+
+def decode_grid(path: str | Path, *, max_side: int = 0, detect_size: int = 0) -> GridFrames:
+    """Decode a whole clip onto the 25 fps grid in memory (tests, small clips)."""
+    dec = GridDecoder(path, max_side=max_side, detect_size=detect_size)
+    parts = list(dec.batches(1 << 30))
+    if len(parts) == 1:
+        return parts[0]
+    return GridFrames(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in GridFrames.__dataclass_fields__)
+    )
