@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def _audio_errors(stderr: str) -> list[str]:
     Lines from other components (e.g. the video decoder, which ffmpeg runs while probing the
     input) are ignored; ``Stream mapping`` names the audio stream's index and decoder.
     """
+    if not any(tag in stderr for tag in _ERROR_LEVELS):
+        return []
     mapping = _MAPPING.search(stderr)
     index, decoder = (mapping.group(1), mapping.group(2)) if mapping else (None, None)
     out: list[str] = []
@@ -85,13 +88,19 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> DecodedAudio:
     fails. A decode that recovers from errors returns the samples it got, with ``errors`` set.
     """
     path = Path(path)
-    proc = subprocess.run(_ffmpeg_cmd(path, sample_rate), capture_output=True)
-    stderr = proc.stderr.decode("utf-8", "replace")
+    with tempfile.TemporaryFile() as err:  # stderr to a file: one blocking read of stdout
+        proc = subprocess.Popen(_ffmpeg_cmd(path, sample_rate), stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        with proc.stdout:
+            raw = proc.stdout.read()
+        returncode = proc.wait()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
     errors = _audio_errors(stderr)
-    if proc.returncode != 0:
-        why = errors[0] if errors else f"ffmpeg exit status {proc.returncode}"
+    if returncode != 0:
+        why = errors[0] if errors else f"ffmpeg exit status {returncode}"
         raise AudioDecodeError(f"{path}: cannot decode the audio track ({why})")
-    signal = np.frombuffer(proc.stdout, dtype="<f4")
+    signal = np.frombuffer(raw, dtype="<f4")
     match = _PTS.search(stderr)
     start = float(match.group(1)) if match else None
     return DecodedAudio(signal=signal, sample_rate=int(sample_rate), start_time=start, errors=tuple(errors))
