@@ -54,10 +54,12 @@ def _tone(seconds: float, onset: float, sr: int = SR, amp: float = 0.3) -> np.nd
 def _video(
     path: Path, seconds: float, *, fps: float = 25, wav: Path | None = None, delay: float = 0.0, acodec="aac"
 ) -> Path:
-    """A testsrc video of ``seconds`` at ``fps``, muxed with ``wav`` (delayed by ``delay`` s)."""
-    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x64:rate={fps}"]
+    """A testsrc video of ``seconds`` at ``fps``, muxed with ``wav`` delayed by ``delay`` s
+    (negative: the video is delayed against the audio)."""
+    cmd = ["ffmpeg", "-v", "error", "-y", "-itsoffset", str(max(0.0, -delay))]
+    cmd += ["-f", "lavfi", "-i", f"testsrc=size=64x64:rate={fps}"]
     if wav is not None:
-        cmd += ["-itsoffset", str(delay), "-i", str(wav), "-c:a", acodec]
+        cmd += ["-itsoffset", str(max(0.0, delay)), "-i", str(wav), "-c:a", acodec]
     else:
         cmd += ["-an"]
     vcodec = "mpeg4" if path.suffix == ".avi" else "libx264"
@@ -137,6 +139,7 @@ def test_one_pass_matches_opensmile_smile(extractors, feature_set):
         ("b.mkv", 30, 0.0, "libopus", 23),
         ("c.mp4", 25, 0.2, "aac", 41),  # audio starts 5 frames after the video
         ("d.avi", 30, 0.0, "pcm_s16le", 17),
+        ("e.mkv", 25, -0.2, "libopus", 19),  # video starts 0.2 s after the audio
     ],
 )
 def test_tone_onset_end_to_end(tmp_path, extractors, name, fps, delay, acodec, onset_frame):
@@ -150,7 +153,9 @@ def test_tone_onset_end_to_end(tmp_path, extractors, name, fps, delay, acodec, o
         assert rec.lld.shape == (n_frames, len(ex.lld_names)) and rec.lld_mask.shape == (n_frames,)
         energy = rec.lld[:, ex.lld_names.index(ENERGY[feature_set])]
         assert _onset_frame(energy[: onset_frame + 10]) == onset_frame, (feature_set, energy[:45])
-        if delay:
+        if delay < 0:  # audio before the video start is cropped: the grid is full from frame 0
+            assert rec.offset < 0 and rec.lld_mask[:60].all()
+        if delay > 0:
             first = int(round(delay * 25))
             assert not rec.lld_mask[: first - 1].any() and rec.lld_mask[first + 1 : n_frames - 3].all()
             assert abs(rec.offset - delay) < 0.07  # priming samples start a little before 0.2 s
