@@ -21,6 +21,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/faces.smk"
 include: "rules/audio.smk"
 include: "rules/temporal.smk"
 include: "rules/audio_models.smk"

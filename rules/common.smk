@@ -75,6 +75,27 @@ def audio_targets(wildcards) -> list[str]:
     return audio_shards() + [f"{R}/audio/summary/{split}.json" for split in splits]
 
 
+def face_shards(split: str | None = None) -> list[str]:
+    """Face caches (of one split, or of all): one per shard of the sample sheet."""
+    return [f"{R}/faces/{shard}.h5" for shard in shards(split)]
+
+
+def face_detect_inputs(wildcards) -> dict[str, list[str]]:
+    """Besides the sheet, detect_faces reads the shard's videos."""
+    sheet = sample_sheet()
+    return {"videos": sheet.loc[sheet["shard"] == wildcards.shard, "path"].tolist()}
+
+
+def face_split_shards(wildcards) -> list[str]:
+    """The face caches of one split (summarize_faces)."""
+    return face_shards(wildcards.split)
+
+
+def face_targets(wildcards) -> list[str]:
+    """Every face cache and the per-split face summaries (train, val, test)."""
+    return face_shards() + [f"{R}/faces/summary_{split}.json" for split in SPLITS]
+
+
 # --- sequence models, early and late fusion (rules/temporal.smk, audio_models.smk, fusion.smk)
 
 
@@ -163,4 +184,4 @@ def summary_inputs(wildcards) -> dict[str, Any]:
 
 def final_targets() -> list:
     """The default target: the furthest result the pipeline builds."""
-    return [f"{R}/samples.csv", audio_targets]
+    return [f"{R}/samples.csv", audio_targets, face_targets]

@@ -1,0 +1,171 @@
+"""The face cache of one shard (``faces/<shard>.h5``) and the per-split face summary.
+
+Each clip of the shard becomes one group (see :mod:`avfer.io.schemas`, kind ``faces``) with
+status ``ok`` (the main subject found in at least one frame), ``no_face`` (found in none: the
+arrays are still written, all ``has_face`` False) or ``failed`` (unreadable video: no arrays,
+``error`` holds the one-line reason). A bad clip never stops the shard; only an
+infrastructure problem (ffmpeg missing, every clip crashing the same way) fails the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from avfer.errors import AvferError
+from avfer.faces.align import face_template
+from avfer.faces.detect import FaceDetector
+from avfer.faces.pipeline import FaceSettings, process_clip
+from avfer.io import atomic_path, config_hash, h5_writer, open_cache, write_clip, write_json
+from avfer.io.hdf5 import CLIPS
+
+log = logging.getLogger(__name__)
+
+CREATOR = "detect_faces"
+SUMMARY_COLUMNS = ("clip_id", "shard", "label", "status", "frames", "faces", "face_ratio", "error")
+
+
+def _check_tools() -> None:
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if missing:
+        raise AvferError(f"{' and '.join(missing)} not found on PATH (install ffmpeg)")
+
+
+def build_face_shard(
+    rows: pd.DataFrame,
+    out_path: str | os.PathLike[str],
+    cfg: dict[str, Any] | FaceSettings | None = None,
+    *,
+    device: str | None = None,
+    detector: FaceDetector | None = None,
+) -> list[dict[str, Any]]:
+    """Detect, track and align the faces of every clip in ``rows`` (sample-sheet rows:
+    ``clip_id, path, split, label``) into the face cache ``out_path`` (written atomically).
+
+    ``cfg``: the ``faces`` config section (defaults filled from the schema); ``device``
+    overrides ``cfg["device"]``. Returns one summary dict per clip (``SUMMARY_COLUMNS``).
+    """
+    _check_tools()
+    s = cfg if isinstance(cfg, FaceSettings) else FaceSettings.from_config(cfg)
+    det = detector or s.detector(device)
+    settings = s.result_config()
+    compression = None if s.compression == "none" else s.compression
+    shard = str(rows["shard"].iloc[0]) if "shard" in rows and len(rows) else Path(out_path).stem
+    log.info("%s: %d clips on %s (%s)", shard, len(rows), det.device, json.dumps(settings))
+    summary: list[dict[str, Any]] = []
+    crashes = 0
+    with h5_writer(
+        out_path,
+        "faces",
+        creator=CREATOR,
+        config_hash=config_hash(settings),
+        crop_size=s.crop_size,
+        margin=s.margin,
+        template=face_template(s.crop_size, s.margin),
+        landmark_order="left_eye,right_eye,nose,mouth_left,mouth_right",
+        coordinates="display pixels of the source video (square pixels, rotation applied), x right, y down",
+        detector=f"facenet-pytorch MTCNN (keyframe_every={s.keyframe_every}, O-Net tracking)",
+        faces_config=json.dumps(settings, sort_keys=True),
+    ) as f:
+        for rec in rows.itertuples(index=False):
+            started = time.perf_counter()
+            row = {"clip_id": rec.clip_id, "shard": shard, "label": rec.label, "error": ""}
+            try:
+                clip = process_clip(rec.path, det, s)
+            except AvferError as exc:  # bad video: recorded, the shard goes on
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.error("clip %s failed: %s", rec.clip_id, msg)
+                write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status="failed", error=msg)
+                f[CLIPS][rec.clip_id].attrs["path"] = str(rec.path)
+                summary.append({**row, "status": "failed", "frames": 0, "faces": 0, "error": msg})
+                continue
+            except (MemoryError, torch.cuda.OutOfMemoryError):
+                raise
+            except Exception as exc:  # unexpected: record it, but a shard of crashes is a bug
+                crashes += 1
+                msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.exception("clip %s (%s) crashed", rec.clip_id, rec.path)
+                write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status="failed", error=msg)
+                f[CLIPS][rec.clip_id].attrs["path"] = str(rec.path)
+                summary.append({**row, "status": "failed", "frames": 0, "faces": 0, "error": msg})
+                continue
+            status = clip.status
+            g = write_clip(
+                f, rec.clip_id, clip.data, split=rec.split, label=rec.label, status=status,
+                compression=compression,
+            )  # fmt: skip
+            g.attrs.update({"path": str(rec.path), **clip.stats})
+            n, found = clip.stats["frames"], clip.stats["faces"]
+            summary.append({**row, "status": status, "frames": n, "faces": found})
+            log.info(
+                "clip %s: %s, face in %d/%d frames (%d keyframes, %d re-detected, %d missing), %.1f fps",
+                rec.clip_id, status, found, n, clip.stats["keyframes"], clip.stats["redetected"],
+                clip.stats["missing_frames"], n / max(time.perf_counter() - started, 1e-9),
+            )  # fmt: skip
+        if len(rows) and crashes == len(rows):
+            raise RuntimeError(f"{out_path}: every clip of the shard crashed (see the log above)")
+    for row in summary:
+        row["face_ratio"] = round(row["faces"] / row["frames"], 4) if row["frames"] else 0.0
+    return summary
+
+
+def shard_summary(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Per-clip summary rows of one face cache, read from the clip attributes only."""
+    out = []
+    with open_cache(path, "faces") as f:
+        for clip_id, g in f[CLIPS].items():
+            frames, faces = int(g.attrs.get("frames", 0)), int(g.attrs.get("faces", 0))
+            out.append(
+                {
+                    "clip_id": clip_id,
+                    "shard": Path(path).stem,
+                    "label": str(g.attrs["label"]),
+                    "status": str(g.attrs["status"]),
+                    "frames": frames,
+                    "faces": faces,
+                    "face_ratio": round(faces / frames, 4) if frames else 0.0,
+                    "error": str(g.attrs.get("error", "")),
+                }
+            )
+    return out
+
+
+def summarize_faces(
+    paths: Iterable[str | os.PathLike[str]],
+    json_path: str | os.PathLike[str],
+    csv_path: str | os.PathLike[str],
+    *,
+    split: str,
+) -> dict[str, Any]:
+    """Write the per-split face summary: ``json_path`` (counts, clips without a face, failed
+    clips with their errors) and ``csv_path`` (one row per clip). Returns the JSON dict."""
+    rows = [row for p in sorted(map(str, paths)) for row in shard_summary(p)]
+    df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    counts = df["status"].value_counts()
+    report = {
+        "split": split,
+        "clips": len(df),
+        "ok": int(counts.get("ok", 0)),
+        "no_face": int(counts.get("no_face", 0)),
+        "failed": int(counts.get("failed", 0)),
+        "frames": int(df["frames"].sum()),
+        "frames_with_face": int(df["faces"].sum()),
+        "face_ratio": round(float(df["faces"].sum() / max(df["frames"].sum(), 1)), 4),
+        "no_face_clips": df.loc[df["status"] == "no_face", "clip_id"].tolist(),
+        "failed_clips": [
+            {"clip_id": r.clip_id, "error": r.error} for r in df[df["status"] == "failed"].itertuples()
+        ],
+    }
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False)
+    write_json(json_path, report)
+    return report
