@@ -203,8 +203,13 @@ class WindowedClassifier(nn.Module):
 
     def forward(self, **batch: Tensor) -> Tensor:
         """Clip logits (batch, classes) from a :class:`SequenceBatch` with per-frame inputs
-        (batch, seq_len, dim); clips with no valid frame get all-zero logits."""
-        size, seq_len = batch[self.mask_keys[0]].shape
+        (batch, seq_len, dim); clips with no valid frame get all-zero logits.
+
+        A clip's windows are those that start before its last valid frame is covered (so the
+        result does not depend on how much the batch pads it) and hold a valid frame.
+        """
+        frame_valid = torch.stack([batch[k] for k in self.mask_keys]).any(dim=0)  # (batch, seq_len)
+        size, seq_len = frame_valid.shape
         n = 1
         if self.window is not None and seq_len > self.window:
             stride = self.stride or self.window
@@ -215,9 +220,16 @@ class WindowedClassifier(nn.Module):
                 else v.repeat_interleave(n, dim=0)
                 for k, v in batch.items()
             }
-        valid = torch.stack([batch[k].any(dim=1) for k in self.mask_keys]).any(dim=0)
+            positions = torch.arange(seq_len, device=frame_valid.device) + 1
+            length = (frame_valid * positions).amax(dim=1)  # last valid frame + 1 (0 if none)
+            starts = torch.arange(n, device=frame_valid.device) * stride
+            needed = (starts == 0)[None, :] | (starts[None, :] - stride + self.window < length[:, None])
+            has_frame = make_windows(frame_valid, self.window, stride)[0].any(dim=1).view(size, n)
+            valid = needed & has_frame
+        else:
+            valid = frame_valid.any(dim=1, keepdim=True)
         logits = self.classify(**batch)
-        return aggregate_windows(logits.view(size, n, -1), valid.view(size, n))
+        return aggregate_windows(logits.view(size, n, -1), valid)
 
 
 class TemporalClassifier(WindowedClassifier):
