@@ -180,8 +180,11 @@ def load_scores(paths: Mapping[str, str]) -> ScoreTable:
 
 
 def read_truth(path: str) -> dict[str, str]:
-    """Hidden test labels: a CSV with ``clip_id`` and ``label`` (or ``emotion``) columns."""
+    """Hidden test labels: a CSV with ``clip_id`` and ``label`` (or ``emotion``) columns (only the
+    ``test`` rows when it has a ``split`` column, like the demo's ``demo_truth.csv``)."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "split" in df.columns:
+        df = df[df["split"] == "test"]
     col = next((c for c in ("label", "emotion") if c in df.columns), None)
     if "clip_id" not in df.columns or col is None:
         raise AvferError(f"{path}: truth file needs columns clip_id and label")

@@ -133,11 +133,14 @@ def run_late_fusion(
     write_submission(out_submission, test_predictions)
 
     hidden = read_truth(truth) if truth else {}
+    is_test = table.splits == "test"
+    test_ids = [c for c, t in zip(table.clip_ids, is_test, strict=True) if t]
     models: dict[str, Any] = {}
     for i, name in enumerate(table.models):
         models[name] = {"val": _brief(compute_metrics(y_val, scores_val[i].argmax(axis=1)))}
         if hidden:
-            models[name]["test"] = truth_metrics(table.clip_ids, table.scores[i].argmax(axis=1), hidden)
+            preds = table.scores[i][is_test].argmax(axis=1)
+            models[name]["test"] = truth_metrics(test_ids, preds, hidden)
     result: dict[str, Any] = {
         "method": method,
         "objective": objective,
@@ -155,7 +158,7 @@ def run_late_fusion(
         cv=report[method]["cv"],
     )
     if hidden:
-        result["test"] = truth_metrics(table.clip_ids, fused.argmax(axis=1), hidden)
+        result["test"] = truth_metrics(test_ids, fused[is_test].argmax(axis=1), hidden)
     result.update(methods=report, models=models, test_predictions=test_predictions)
     if out_confusion:
         plot_confusion(result["val"]["confusion"], out_confusion, f"late fusion ({method}), validation")
@@ -191,6 +194,7 @@ def summarize_models(
         }
         if hidden and predictions and name in predictions:
             df = read_predictions(predictions[name])
+            df = df[df["split"] == "test"]
             probs = df[[f"p_{e}" for e in EMOTIONS]].to_numpy()
             test = truth_metrics(df["clip_id"].tolist(), probs.argmax(axis=1), hidden)
             row["test_accuracy"] = test["accuracy"] if test else None
