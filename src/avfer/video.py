@@ -187,6 +187,7 @@ class GridDecoder:
     Source frames come from one ``ffmpeg`` process as raw RGB on a pipe (the crop-size frame
     and the detection-size frame stacked in one image), read by a thread so that decoding
     overlaps the caller's work; their real presentation times come from ``showinfo``.
+    ``threads``: ffmpeg's decoding threads (0 = its default, one per core).
     Iterate :meth:`batches`. Raises :class:`VideoError` naming the file when nothing decodes.
     """
 
@@ -199,8 +200,10 @@ class GridDecoder:
         detect_size: int = 0,
         fps: float = GRID_FPS,
         prefetch: int = 16,
+        threads: int = 0,
     ) -> None:
         self.path = Path(path)
+        self.threads = threads  # ffmpeg decoding threads (0 = ffmpeg's choice)
         self.info = info or probe(self.path)
         self.fps = fps
         self.n_frames = grid_length(self.info.duration, fps)
@@ -239,8 +242,8 @@ class GridDecoder:
     def _command(self, sync: list[str]) -> list[str]:
         return [
             "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-copyts",
-            "-i", str(self.path), "-filter_complex", self._graph(), "-map", "[out]", "-an", "-sn",
-            *sync, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+            "-threads", str(self.threads), "-i", str(self.path), "-filter_complex", self._graph(),
+            "-map", "[out]", "-an", "-sn", *sync, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
         ]  # fmt: skip
 
     def _source_frames(self) -> Iterator[tuple[np.ndarray, int, float]]:

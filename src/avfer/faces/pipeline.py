@@ -244,12 +244,17 @@ class _ClipRun:
                 self.out["faces"][t[i]] = warp_face(frames[i], m @ to_full, self.s.crop_size)
 
 
-def process_clip(path: str | Path, detector: FaceDetector, settings: FaceSettings) -> ClipFaces:
+def process_clip(
+    path: str | Path, detector: FaceDetector, settings: FaceSettings, *, decode_threads: int = 0
+) -> ClipFaces:
     """Faces of one clip on the 25 fps grid; raises :class:`avfer.video.VideoError` (naming the
-    file) when the video cannot be read."""
+    file) when the video cannot be read. ``decode_threads``: ffmpeg's (0 = its default)."""
     info = probe(path)
     s = settings
-    dec = GridDecoder(path, info, max_side=s.frame_max_side, detect_size=s.detect_size, prefetch=s.batch_size)
+    dec = GridDecoder(
+        path, info, max_side=s.frame_max_side, detect_size=s.detect_size, prefetch=s.batch_size,
+        threads=decode_threads,
+    )  # fmt: skip
     run = _ClipRun(dec, detector, s)
     run.run()
     has = run.out["has_face"]
