@@ -96,6 +96,49 @@ def face_targets(wildcards) -> list[str]:
     return face_shards() + [f"{R}/faces/summary_{split}.json" for split in SPLITS]
 
 
+# --- visual CNNs (rules/cnn.smk)
+
+# cnn keys that shape the pre-trained model (pretrain_cnn re-runs only when these change)
+CNN_MODEL_KEYS = (
+    "input_size",
+    "in_chans",
+    "normalization",
+    "augment",
+    "pretrained_path",
+    "device",
+    "amp",
+    "eval_batch_size",
+)
+
+
+def pretrain_inputs(wildcards) -> list[str]:
+    """pretrain_cnn reads the static datasets (csv files or folders) and cnn.pretrained_path."""
+    init = config["cnn"]["pretrained_path"]
+    return [d["path"] for d in config["pretrain"]["datasets"]] + ([init] if init else [])
+
+
+def cnn_finetune_inputs(wildcards) -> dict[str, Any]:
+    """finetune_cnn reads every face cache, plus the pre-trained model (pretrain.enabled) or
+    the local weights of cnn.pretrained_path."""
+    out: dict[str, Any] = {"faces": face_shards()}
+    if config["pretrain"]["enabled"]:
+        out["init"] = f"{R}/pretrain/{wildcards.backbone}/model.pt"
+    elif config["cnn"]["pretrained_path"]:
+        out["init"] = config["cnn"]["pretrained_path"]
+    return out
+
+
+def cnn_targets(wildcards) -> list[str]:
+    """Every backbone's fine-tuned model, evaluation and feature caches (+ pre-training metrics)."""
+    out = []
+    for b in backbones():
+        out += [f"{R}/models/cnn_{b}/{name}" for name in ("model.pt", "metrics.json", "confusion.svg")]
+        out += feature_caches(b)
+        if config["pretrain"]["enabled"]:
+            out.append(f"{R}/pretrain/{b}/metrics.json")
+    return out
+
+
 # --- sequence models, early and late fusion (rules/temporal.smk, audio_models.smk, fusion.smk)
 
 
@@ -184,4 +227,4 @@ def summary_inputs(wildcards) -> dict[str, Any]:
 
 def final_targets() -> list:
     """The default target: the furthest result the pipeline builds."""
-    return [f"{R}/samples.csv", audio_targets, face_targets]
+    return [f"{R}/samples.csv", audio_targets, face_targets, cnn_targets]

@@ -1,0 +1,360 @@
+"""Visual CNN training: static pre-training and fine-tuning on the clip faces of the face cache.
+
+Both use the shared :func:`avfer.train.fit` (early stopping on validation, a resumable
+checkpoint after every epoch, AMP on CUDA) with the fast in-memory data path of
+:mod:`avfer.data.frames`. ``cnn`` and ``pretrain`` are the config sections of the same names.
+The resume checkpoint is named after a hash of the config and the input files, so a changed
+config or re-made input never resumes a stale run; it is removed once the model is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avfer.data.frames import FrameStore, batch_loader, even_subsample
+from avfer.data.static import load_static
+from avfer.errors import AvferError
+from avfer.io.hdf5 import config_hash
+from avfer.labels import EMOTIONS, NUM_CLASSES
+from avfer.metrics import (
+    compute_metrics,
+    evaluate_predictions,
+    plot_confusion,
+    write_metrics,
+    write_predictions,
+)
+from avfer.models.face import FaceModel, save_face_model
+from avfer.train.cnn_predict import aggregate_frames, predict_clips
+from avfer.train.loop import FitResult, fit, predict, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+Score = Callable[[np.ndarray, np.ndarray], float]
+# config keys that do not change a trained model (left out of the resume-checkpoint hash)
+_NOT_RESULTS = ("resources", "eval_batch_size", "workers", "protect", "device", "backbones", "enabled")
+
+
+def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None = None) -> FaceModel:
+    """A :class:`FaceModel` shaped by the ``cnn`` config, initialised from ``init`` (a local
+    weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5)."""
+    return FaceModel(
+        backbone,
+        input_size=cnn["input_size"],
+        in_chans=cnn["in_chans"],
+        augment=cnn["augment"],
+        normalization=cnn["normalization"],
+        pretrained_path=init,
+    )
+
+
+def class_weights(targets: np.ndarray, enabled: bool = True) -> torch.Tensor | None:
+    """Inverse-frequency class weights (mean 1 over the classes present; 0 for absent ones)."""
+    if not enabled:
+        return None
+    counts = np.bincount(targets[targets >= 0], minlength=NUM_CLASSES).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(NUM_CLASSES)
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _score(select_on: str) -> Score:
+    def score(logits: np.ndarray, targets: np.ndarray) -> float:
+        m = compute_metrics(targets, logits.argmax(1))
+        return float(m[select_on])
+
+    return score
+
+
+def _clip_score(select_on: str, groups: np.ndarray, clip_targets: np.ndarray) -> Score:
+    """Validation score on clips: frame probabilities averaged per clip, then ``select_on``."""
+
+    def score(logits: np.ndarray, _targets: np.ndarray) -> float:
+        probs = aggregate_frames(logits, groups, len(clip_targets), "mean")
+        seen = np.isin(np.arange(len(clip_targets)), groups)
+        m = compute_metrics(clip_targets[seen], probs[seen].argmax(1))
+        return float(m[select_on])
+
+    return score
+
+
+def resume_path(folder: str | Path, *parts: Any) -> Path:
+    """``<folder>/resume-<hash>.pt`` for this config + inputs; stale resume files are removed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"resume-{config_hash(parts)}.pt"
+    for old in folder.glob("resume-*.pt"):
+        if old != path:
+            log.info("removing stale resume checkpoint %s", old)
+            old.unlink()
+    return path
+
+
+def file_stamps(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of each input: part of the resume hash, so new inputs start afresh."""
+    return [(str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+
+
+def train_model(
+    model: FaceModel,
+    train_loader: torch.utils.data.DataLoader,
+    val_loader: torch.utils.data.DataLoader,
+    hp: Mapping[str, Any],
+    *,
+    score: Score,
+    weights: torch.Tensor | None,
+    device: torch.device,
+    seed: int,
+    checkpoint: Path | None,
+    stop_after: int | None = None,
+) -> FitResult:
+    """Fit with the hyper-parameters ``hp`` (a ``train`` config block: epochs, lr, weight_decay,
+    optimizer, patience, grad_clip, amp)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if hp["optimizer"] == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"], nesterov=True
+        )
+    else:
+        opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp["epochs"]))
+    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    return fit(
+        model,
+        train_loader,
+        val_loader,
+        criterion=criterion,
+        optimizer=opt,
+        scheduler=sched,
+        score=score,
+        epochs=hp["epochs"],
+        device=device,
+        seed=seed,
+        patience=hp["patience"] or None,
+        amp=hp["amp"],
+        grad_clip=hp["grad_clip"] or None,
+        checkpoint=checkpoint,
+        stop_after=stop_after,
+    )
+
+
+def _interrupted(result: FitResult, hp: Mapping[str, Any], stop_after: int | None) -> bool:
+    """Whether :func:`fit` stopped because of ``stop_after`` (not at the end or early stopping)."""
+    done = len(result.history)
+    early = bool(hp["patience"]) and done - 1 - result.best_epoch >= hp["patience"]
+    return stop_after is not None and done < hp["epochs"] and not early
+
+
+def pretrain(
+    backbone: str,
+    pretrain_cfg: Mapping[str, Any],
+    cnn: Mapping[str, Any],
+    *,
+    model_path: str | Path,
+    metrics_path: str | Path,
+    seed: int = 0,
+    threads: int | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Pre-train ``backbone`` on the static datasets of ``pretrain_cfg``; write ``model.pt`` and
+    ``metrics.json`` (image-level val/test metrics; per dataset under ``by_dataset``)."""
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    hp = {**pretrain_cfg["train"], "amp": cnn["amp"]}
+    device = resolve_device(cnn["device"])
+    size, chans = cnn["input_size"], cnn["in_chans"]
+    data = load_static(
+        pretrain_cfg["datasets"],
+        size=size,
+        chans=chans,
+        val_fraction=pretrain_cfg["val_fraction"],
+        seed=seed,
+        workers=pretrain_cfg.get("workers", 2),
+    )
+    train, val = data.part("train"), data.part("val")
+    if not len(train.labels) or not len(val.labels):
+        raise AvferError(f"pretrain: need train and val images, got {len(train.labels)} / {len(val.labels)}")
+    model = build_model(backbone, cnn, cnn.get("pretrained_path"))
+    bs = hp["batch_size"]
+    train_loader = batch_loader(
+        train.images, train.labels, batch_size=bs, shuffle=True, drop_last=len(train.labels) > bs, seed=seed
+    )
+    val_loader = batch_loader(val.images, val.labels, batch_size=cnn["eval_batch_size"])
+    folder = Path(model_path).parent
+    ckpt = resume_path(
+        folder, backbone, _settings(pretrain_cfg), _settings(cnn), seed, _static_stamps(pretrain_cfg)
+    )
+    result = train_model(
+        model,
+        train_loader,
+        val_loader,
+        hp,
+        score=_score(hp["score"]),
+        weights=class_weights(train.labels, hp["balanced_loss"]),
+        device=device,
+        seed=seed,
+        checkpoint=ckpt,
+        stop_after=stop_after,
+    )
+    if _interrupted(result, hp, stop_after):
+        return {}  # interrupted on purpose (tests): leave the resume checkpoint, write nothing
+    model.load_state_dict(result.best_state)
+    metrics: dict[str, Any] = {}
+    for split in ("val", "test"):
+        part = data.part(split)
+        if len(part.labels):
+            metrics[split] = _image_metrics(model, part.images, part.labels, cnn, device)
+    metrics["by_dataset"] = {
+        name: _image_metrics(
+            model, val.images[val.sources == name], val.labels[val.sources == name], cnn, device
+        )
+        for name in np.unique(val.sources)
+    }
+    extra = {"stage": "pretrain", "best_epoch": result.best_epoch, "history": result.history}
+    save_face_model(model_path, model, result.best_state, extra)
+    write_metrics(metrics_path, metrics)
+    ckpt.unlink(missing_ok=True)
+    log.info("pretrain %s: best epoch %d, val %s", backbone, result.best_epoch, _summary(metrics["val"]))
+    return metrics
+
+
+def _settings(section: Mapping[str, Any]) -> dict[str, Any]:
+    """A config section without what does not change results (resources, eval batch size)."""
+    return {k: v for k, v in section.items() if k not in _NOT_RESULTS}
+
+
+def _static_stamps(pretrain_cfg: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    return file_stamps([d["path"] for d in pretrain_cfg["datasets"] if Path(d["path"]).is_file()])
+
+
+def _image_metrics(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, cnn: Mapping[str, Any], device: torch.device
+) -> dict[str, Any]:
+    loader = batch_loader(images, labels, batch_size=cnn["eval_batch_size"])
+    logits, targets = predict(model, loader, device)
+    return compute_metrics(targets, logits.argmax(1))
+
+
+def _summary(m: Mapping[str, Any]) -> str:
+    return f"acc {m['accuracy']:.3f} uar {m['uar']:.3f} (n={m['n']})"
+
+
+def finetune(
+    backbone: str,
+    face_paths: Sequence[str | os.PathLike[str]],
+    cnn: Mapping[str, Any],
+    *,
+    model_path: str | Path,
+    predictions_path: str | Path,
+    metrics_path: str | Path,
+    confusion_path: str | Path | None = None,
+    init: str | Path | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Fine-tune on the face frames of the train clips (each frame labelled with its clip's
+    label; frames without a face excluded), select on the val clips, then predict every clip
+    of ``face_paths`` and write ``model.pt``, ``predictions.csv``, ``metrics.json`` and the val
+    confusion matrix. ``init`` (e.g. the pre-trained ``model.pt``) overrides ``cnn.pretrained_path``.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    device = resolve_device(cnn["device"])
+    size, chans = cnn["input_size"], cnn["in_chans"]
+    hp = {**cnn["train"], "amp": cnn["amp"]}
+    train = FrameStore.from_caches(face_paths, size=size, chans=chans, splits=["train"], labelled_only=True)
+    val = FrameStore.from_caches(face_paths, size=size, chans=chans, splits=["val"], labelled_only=True)
+    if not len(train.images) or not len(val.images):
+        raise AvferError(
+            f"finetune: no face frames in the {'train' if not len(train.images) else 'val'} clips of "
+            f"{len(face_paths)} face cache(s) (did face detection fail everywhere?)"
+        )
+    model = build_model(backbone, cnn, init or cnn.get("pretrained_path"))
+    bs, k = hp["batch_size"], cnn["frames_per_clip"]
+    train_loader = batch_loader(
+        train.images,
+        train.targets,
+        train.clip,
+        batch_size=bs,
+        frames_per_clip=k,
+        shuffle=True,
+        drop_last=len(train.images) > bs,
+        seed=seed,
+        pin_memory=device.type == "cuda",
+    )
+    sub = even_subsample(val.clip, cnn["val_frames_per_clip"])
+    val_loader = batch_loader(val.images[sub], val.targets[sub], batch_size=cnn["eval_batch_size"])
+    clip_targets = np.array([EMOTIONS.index(x) for x in val.clips["label"]])
+    per_epoch = train_loader.sampler._epoch_size()
+    log.info(
+        "finetune %s: %d train frames of %d clips (%d per epoch), %d val frames of %d clips",
+        backbone,
+        len(train.images),
+        len(train.clips),
+        per_epoch,
+        len(sub),
+        len(val.clips),
+    )
+    weights = class_weights(_epoch_targets(train, k), hp["balanced_loss"])  # frames an epoch sees
+    folder = Path(model_path).parent
+    stamps = file_stamps([*face_paths, *([init] if init else [])])
+    ckpt = resume_path(folder, backbone, _settings(cnn), seed, stamps)
+    result = train_model(
+        model,
+        train_loader,
+        val_loader,
+        hp,
+        score=_clip_score(hp["score"], val.clip[sub], clip_targets),
+        weights=weights,
+        device=device,
+        seed=seed,
+        checkpoint=ckpt,
+        stop_after=stop_after,
+    )
+    if _interrupted(result, hp, stop_after):
+        return {}  # interrupted on purpose (tests): leave the resume checkpoint, write nothing
+    model.load_state_dict(result.best_state)
+    prior = _train_prior(train, cnn["no_face"])
+    df = predict_clips(
+        model, face_paths, aggregate=cnn["aggregate"], prior=prior, batch_size=cnn["eval_batch_size"]
+    )
+    metrics = evaluate_predictions(df)
+    write_predictions(predictions_path, df)
+    write_metrics(metrics_path, metrics)
+    if confusion_path is not None:
+        m = metrics["val"]
+        title = f"cnn_{backbone} val: acc {m['accuracy']:.2f}, UAR {m['uar']:.2f} ({cnn['aggregate']})"
+        plot_confusion(m["confusion"], confusion_path, title)
+    extra = {"stage": "finetune", "best_epoch": result.best_epoch, "history": result.history}
+    save_face_model(model_path, model, result.best_state, extra | {"prior": prior.tolist()})
+    ckpt.unlink(missing_ok=True)
+    for split, m in metrics.items():
+        log.info("cnn_%s %s: %s", backbone, split, _summary(m))
+    return metrics
+
+
+def _epoch_targets(store: FrameStore, k: int | None) -> np.ndarray:
+    """Targets of the frames one epoch draws (at most ``k`` per clip)."""
+    n = store.clips["n_faces"].to_numpy()
+    per_clip = n if k is None else np.minimum(n, k)
+    lut = np.array([EMOTIONS.index(x) for x in store.clips["label"]])
+    return np.repeat(lut, per_clip)
+
+
+def _train_prior(train: FrameStore, mode: str) -> np.ndarray:
+    """Probability row for clips without a face: train clip label frequencies, or uniform."""
+    if mode == "uniform":
+        return np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+    counts = np.bincount([EMOTIONS.index(x) for x in train.clips["label"]], minlength=NUM_CLASSES)
+    return (counts + 1e-3) / (counts + 1e-3).sum()

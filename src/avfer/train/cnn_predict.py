@@ -1,0 +1,161 @@
+"""Inference with a trained face CNN: clip-level predictions and the per-frame feature cache.
+
+Clip probabilities are the mean or the median (renormalised) of the softmax of the clip's face
+frames; a clip without any usable face frame gets the ``prior`` row (and counts in the metrics).
+The feature cache (kind ``features``) holds, per clip, the penultimate-layer features of every
+frame on the face cache's 25 fps grid: ``features`` float32 ``[T, D]`` (zero where there is no
+face) and ``mask`` bool ``[T]`` (the frame has a face and features), T equal to the face cache's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from avfer.data.frames import FrameStore, batch_loader
+from avfer.io.hdf5 import CLIPS, h5_writer, open_cache, write_clip
+from avfer.io.hdf5 import config_hash as hash_of
+from avfer.metrics import predictions_frame
+from avfer.models.face import FaceModel, load_face_model
+from avfer.train.loop import predict, resolve_device
+
+log = logging.getLogger(__name__)
+
+AGGREGATES = ("mean", "median")
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def aggregate_frames(logits: np.ndarray, groups: np.ndarray, n_groups: int, how: str = "mean") -> np.ndarray:
+    """Per-group class probabilities from frame logits: mean or median (renormalised to sum 1)
+    of the frame softmax. Groups without frames get a row of zeros."""
+    if how not in AGGREGATES:
+        raise ValueError(f"aggregate {how!r} not in {AGGREGATES}")
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    out = np.zeros((n_groups, logits.shape[1]))
+    if how == "mean":
+        np.add.at(out, groups, p)
+        counts = np.bincount(groups, minlength=n_groups)[:, None]
+        return np.divide(out, counts, out=out, where=counts > 0)
+    order = np.argsort(groups, kind="stable")
+    bounds = np.flatnonzero(np.diff(groups[order])) + 1
+    for members in np.split(order, bounds) if len(order) else []:
+        med = np.median(p[members], axis=0)
+        out[groups[members[0]]] = med / max(med.sum(), 1e-12)
+    return out
+
+
+def frame_logits(model: FaceModel, store: FrameStore, batch_size: int = 256) -> np.ndarray:
+    """Logits ``[F, C]`` of every face frame of ``store`` (eval mode)."""
+    if not len(store.images):
+        return np.zeros((0, model.backbone.num_classes), np.float32)
+    loader = batch_loader(store.images, np.zeros(len(store.images), np.int64), batch_size=batch_size)
+    logits, _ = predict(model, loader, _device(model))
+    return logits
+
+
+def predict_clips(
+    model: FaceModel,
+    face_paths: Sequence[str | os.PathLike[str]],
+    *,
+    aggregate: str = "mean",
+    prior: np.ndarray,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Predictions (the shared ``predictions.csv`` frame) for every clip of the face caches,
+    one cache in memory at a time."""
+    size, chans = model.spec["input_size"], model.spec["in_chans"]
+    frames = []
+    for path in face_paths:
+        store = FrameStore.from_caches([path], size=size, chans=chans)
+        probs = aggregate_frames(
+            frame_logits(model, store, batch_size), store.clip, len(store.clips), aggregate
+        )
+        faceless = store.clips["n_faces"].to_numpy() == 0
+        probs[faceless] = prior
+        if faceless.any():
+            log.info("%s: %d clip(s) without a face get the prior", path, int(faceless.sum()))
+        frames.append(
+            predictions_frame(store.clips["clip_id"], store.clips["split"], store.clips["label"], probs)
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@torch.no_grad()
+def frame_features(model: FaceModel, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Penultimate features ``[F, D]`` float32 of uint8 face images (eval mode)."""
+    model.eval()
+    dev = _device(model)
+    out = np.zeros((len(images), model.feature_dim), np.float32)
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[i : i + batch_size]).to(dev)
+        out[i : i + batch_size] = model.forward_features(x).float().cpu().numpy()
+    return out
+
+
+def extract_features(
+    model_path: str | Path,
+    faces_path: str | Path,
+    out_path: str | Path,
+    *,
+    batch_size: int = 256,
+    device: str = "auto",
+    threads: int | None = None,
+    config_hash: str = "",
+) -> dict[str, int]:
+    """Write the feature cache of one face-cache shard (see the module docstring).
+
+    Every clip of the face cache gets a group with its split, label, status and error. A clip
+    whose face cache group has no ``has_face`` (status ``failed``) gets no datasets.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    model, _ = load_face_model(model_path, resolve_device(device))
+    size, chans = model.spec["input_size"], model.spec["in_chans"]
+    store = FrameStore.from_caches([faces_path], size=size, chans=chans)
+    feats = frame_features(model, store.images, batch_size)
+    with open_cache(faces_path, "faces") as src:
+        fps = float(src.attrs.get("fps", 25.0))
+        errors = {cid: str(g.attrs.get("error", "")) for cid, g in src[CLIPS].items()}
+    with h5_writer(
+        out_path,
+        "features",
+        creator="extract_cnn_features",
+        fps=fps,
+        config_hash=config_hash or hash_of({**model.spec, "model": str(model_path)}),
+        backbone=model.spec["backbone"],
+        feature_dim=model.feature_dim,
+        model=str(model_path),
+        faces=str(faces_path),
+    ) as f:
+        _write_clips(f, store, feats, errors)
+    counts = {"clips": len(store.clips), "frames": int(store.clips["n_frames"].sum()), "faces": len(feats)}
+    log.info("%s: %s, feature_dim %d", out_path, counts, model.feature_dim)
+    return counts
+
+
+def _write_clips(f: h5py.File, store: FrameStore, feats: np.ndarray, errors: dict[str, str]) -> None:
+    order = np.argsort(store.clip, kind="stable")
+    starts = np.searchsorted(store.clip[order], np.arange(len(store.clips) + 1))
+    for i, rec in enumerate(store.clips.itertuples(index=False)):
+        rows = order[starts[i] : starts[i + 1]]
+        attrs = {"split": rec.split, "label": rec.label, "status": rec.status, "error": errors[rec.clip_id]}
+        if rec.n_frames == 0 and rec.status == "failed":
+            write_clip(f, rec.clip_id, {}, **attrs)
+            continue
+        x = np.zeros((rec.n_frames, feats.shape[1]), np.float32)
+        mask = np.zeros(rec.n_frames, bool)
+        x[store.t[rows]] = feats[rows]
+        mask[store.t[rows]] = True
+        write_clip(f, rec.clip_id, {"features": x, "mask": mask}, **attrs)

@@ -1,0 +1,15 @@
+"""Snakemake script: per-frame penultimate CNN features of one shard → features/<backbone>/<shard>.h5."""
+
+from avfer.train.cnn_predict import extract_features
+from avfer.workflow import logged
+
+with logged(snakemake.log[0], "extract_cnn_features") as log:
+    counts = extract_features(
+        snakemake.input.model,
+        snakemake.input.faces,
+        snakemake.output.h5,
+        batch_size=snakemake.params.batch_size,
+        device=snakemake.params.device,
+        threads=snakemake.threads,
+    )
+    log.info("%s: %s", snakemake.output.h5, counts)
