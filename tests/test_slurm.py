@@ -1,0 +1,337 @@
+"""SLURM profile: fast checks of both profiles, and an integration test that runs the DAG through
+a real single-node SLURM (slurmctld + slurmd + slurmdbd with MariaDB accounting, munge auth)
+started by a session fixture, then compares the results with a local run of the same config.
+
+The SLURM packages come from `.ci/install-slurm.sh`. Without them the integration test fails
+under CI (``CI`` set) and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+LOCAL_PROFILE = REPO / "profiles" / "local" / "config.yaml"
+
+# What the integration test builds, relative to each run's working directory, on this config.
+TARGET = "results/samples.csv"
+TINY_CONFIG = {
+    "seed": 0,
+    "results": "results",
+    "dataset": {"root": "results/data/demo", "generate_demo": True, "shard_size": 4},
+    "demo": {"clips_per_class": 1, "fer_per_class": 5},
+}
+# Rules the profiles may name before they exist (set-resources/groups ignore unknown rules,
+# so a typo would silently do nothing: the fast test catches it).
+PLANNED_RULES = {
+    "detect_faces",
+    "extract_audio_features",
+    "pretrain_cnn",
+    "finetune_cnn",
+    "extract_cnn_features",
+    "train_temporal",
+    "train_audio_model",
+    "train_early_fusion",
+    "fuse_late",
+}
+
+SLURM_RUN_TIMEOUT_S = 420  # the whole snakemake run through SLURM
+LOCAL_RUN_TIMEOUT_S = 300  # the reference run with --cores 2
+
+
+# ---------------------------------------------------------------- fast checks (no SLURM needed)
+
+
+def _rule_names() -> set[str]:
+    names = set()
+    for smk in (REPO / "rules").glob("*.smk"):
+        names |= set(re.findall(r"^(?:rule|checkpoint)\s+(\w+)\s*:", smk.read_text(), re.M))
+    return names
+
+
+def test_profiles_name_known_rules():
+    prof = yaml.safe_load(SLURM_PROFILE.read_text())
+    named = set(prof["set-resources"]) | set(prof["groups"])
+    assert named <= _rule_names() | PLANNED_RULES, named - _rule_names() - PLANNED_RULES
+    assert set(prof["group-components"]) == set(prof["groups"].values())
+    assert prof["set-resource-scopes"] == {"gpu": "local"}
+    for rule, res in prof["set-resources"].items():
+        assert res.get("gpu") == 1, rule
+
+
+@pytest.mark.parametrize("profile", [SLURM_PROFILE.parent, LOCAL_PROFILE.parent], ids=["slurm", "local"])
+def test_profile_dry_run(profile, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(cfg),
+            "--profile",
+            str(profile),
+            "-n",
+            TARGET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"Using profile {profile}" in out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------- the test cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    missing = missing_tools()
+    why = "needs root" if os.geteuid() != 0 else f"missing {', '.join(missing)}" if missing else ""
+    if why:
+        msg = f"SLURM test cluster {why}: run .ci/install-slurm.sh (as root)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    root = Path(tempfile.mkdtemp(prefix="avfer-slurm-", dir="/tmp"))  # short: socket paths <108 chars
+    root.chmod(0o755)
+    cluster = SlurmCluster(root)
+    try:
+        t0 = time.monotonic()
+        cluster.start()
+        print(f"\nSLURM test cluster up in {time.monotonic() - t0:.1f} s ({root})")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- running and comparing
+
+
+def _snakemake(workdir: Path, args: list[str], env: dict, timeout: float) -> tuple[int, str]:
+    """Run snakemake in its own process group; on timeout TERM it (it cancels its SLURM jobs), then KILL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "snakemake.out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        *args,
+    ]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+            rc = -1
+    return rc, log.read_text(errors="replace")
+
+
+def _job_logs(workdir: Path, lines: int = 15) -> str:
+    """Tails of the SLURM job logs and rule logs of a run, for failure messages."""
+    logs = sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")) + sorted(
+        (workdir / "results" / "logs").rglob("*.log")
+    )
+    return "\n".join(
+        f"== {p.relative_to(workdir)}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+        for p in logs
+    )
+
+
+def _test_profile(dest: Path) -> Path:
+    """profiles/slurm adapted to the test cluster: its partition/account, no GPUs, fast polling."""
+    prof = yaml.safe_load(SLURM_PROFILE.read_text())
+    prof["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT)
+    for res in prof["set-resources"].values():
+        for key in ("gpu", "gpu_model", "gres"):
+            res.pop(key, None)
+    prof["set-resources"] = {rule: res for rule, res in prof["set-resources"].items() if res}
+    if not prof["set-resources"]:
+        del prof["set-resources"]  # an empty --set-resources is a usage error
+    prof.update(
+        {
+            "jobs": 4,
+            "retries": 0,
+            "latency-wait": 5,
+            "keep-going": False,
+            "max-threads": os.cpu_count() or 1,  # sbatch refuses a job wider than the node
+            "slurm-init-seconds-before-status-checks": 1,
+            "slurm-keep-successful-logs": True,
+        }
+    )
+    dest.mkdir(parents=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
+    return dest
+
+
+def _same(a, b, where: str) -> None:
+    """Recursive equality for JSON-like/array values; floats to 1e-6 relative."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            _same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    elif hasattr(a, "detach"):  # torch tensor
+        _same(a.detach().cpu().numpy(), b.detach().cpu().numpy(), where)
+    elif isinstance(a, np.ndarray | np.generic | float) and np.asarray(a).dtype.kind in "fc":
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9, err_msg=where)
+    elif isinstance(a, np.ndarray):
+        assert a.shape == b.shape and np.array_equal(a, b), f"{where}: arrays differ"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _same_h5(a: Path, b: Path, where: str) -> None:
+    import h5py
+
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+
+        def visit(ga, gb, path):
+            _same(dict(ga.attrs), dict(gb.attrs), f"{where}:{path} attrs")
+            if isinstance(ga, h5py.Dataset):
+                assert ga.dtype == gb.dtype and ga.shape == gb.shape, f"{where}:{path} dtype/shape"
+                _same(np.asarray(ga[()]), np.asarray(gb[()]), f"{where}:{path}")
+                return
+            assert sorted(ga) == sorted(gb), f"{where}:{path} members {sorted(ga)} != {sorted(gb)}"
+            for k in ga:
+                visit(ga[k], gb[k], f"{path}/{k}")
+
+        visit(fa, fb, "")
+
+
+FIGURES = {".svg", ".png", ".pdf", ".html"}  # rendering metadata (dates, ids) differs: existence only
+
+
+def _compare_results(got: Path, want: Path) -> list[str]:
+    """Compare two results/ trees (logs and benchmarks excepted); returns the compared paths."""
+
+    def files(root):
+        return {
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and p.relative_to(root).parts[0] not in ("logs", "benchmarks")
+        }
+
+    assert files(got) == files(want), f"different outputs: {sorted(files(got) ^ files(want))}"
+    for rel in sorted(files(want)):
+        a, b, ext = got / rel, want / rel, Path(rel).suffix
+        if ext == ".csv":
+            pd.testing.assert_frame_equal(
+                pd.read_csv(a), pd.read_csv(b), check_exact=False, rtol=1e-6, obj=rel
+            )
+        elif ext == ".json":
+            _same(json.loads(a.read_text()), json.loads(b.read_text()), rel)
+        elif ext in (".h5", ".hdf5"):
+            _same_h5(a, b, rel)
+        elif ext in (".pt", ".pth"):
+            import torch
+
+            _same(
+                torch.load(a, map_location="cpu", weights_only=False),
+                torch.load(b, map_location="cpu", weights_only=False),
+                rel,
+            )
+        elif ext not in FIGURES:
+            assert a.read_bytes() == b.read_bytes(), f"{rel}: bytes differ"
+    return sorted(files(want))
+
+
+# ---------------------------------------------------------------- the integration test
+
+
+@pytest.mark.integration
+def test_slurm_run_matches_local_run(slurm_cluster: SlurmCluster, tmp_path: Path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    common = [TARGET, "--configfile", str(cfg)]  # --configfile takes several values: keep it last
+
+    t0 = time.monotonic()
+    rc, out = _snakemake(
+        tmp_path / "slurm",
+        ["--profile", str(_test_profile(tmp_path / "profile")), *common],
+        slurm_cluster.env,
+        SLURM_RUN_TIMEOUT_S,
+    )
+    t_slurm = time.monotonic() - t0
+    assert rc == 0, (
+        f"SLURM run failed (rc {rc}, {t_slurm:.0f} s):\n{out[-4000:]}\n"
+        f"{_job_logs(tmp_path / 'slurm')}\n{slurm_cluster.logs()}"
+    )
+
+    t0 = time.monotonic()
+    rc, local_out = _snakemake(
+        tmp_path / "local", ["--cores", "2", *common], dict(os.environ), LOCAL_RUN_TIMEOUT_S
+    )
+    t_local = time.monotonic() - t0
+    assert rc == 0, f"local run failed (rc {rc}):\n{local_out[-4000:]}\n{_job_logs(tmp_path / 'local')}"
+
+    # Every job went through sbatch, and SLURM's accounting saw each one complete.
+    run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", out))
+    # Rules the SLURM run submitted (group members are indented) = those the local run ran,
+    # less the workflow's localrules (e.g. `all`, which both runs print as `localrule`).
+    remote_rules = set(re.findall(r"^\s*(?:rule|checkpoint) (\w+):", out, re.M))
+    local_only = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", out, re.M))
+    ran_locally = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", local_out, re.M))
+    assert submitted and remote_rules == ran_locally - local_only, (remote_rules, ran_locally, local_only)
+    sacct = slurm_cluster.run(
+        "sacct",
+        "-X",
+        "--parsable2",
+        "--noheader",
+        "--starttime=now-1days",
+        "--format=JobIDRaw,JobName%60,State,ExitCode,Comment%200",
+    ).stdout
+    rows = {r.split("|")[0]: r.split("|") for r in sacct.splitlines() if r}
+    print(f"\nsacct:\n{sacct}")
+    assert submitted <= rows.keys(), f"jobs missing from sacct: {submitted - rows.keys()}\n{sacct}"
+    for job in submitted:
+        _, name, state, exit_code, _comment = rows[job]
+        assert (name, state, exit_code) == (run_id, "COMPLETED", "0:0"), rows[job]
+    comments = " ".join(rows[j][4] for j in submitted)
+    assert all(rule in comments for rule in remote_rules), f"{remote_rules} vs sacct comments {comments}"
+    slurm_logs = list((tmp_path / "slurm" / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert {p.stem for p in slurm_logs} == submitted, slurm_logs
+
+    compared = _compare_results(tmp_path / "slurm" / "results", tmp_path / "local" / "results")
+    print(
+        f"SLURM run {t_slurm:.1f} s ({len(submitted)} jobs), local run {t_local:.1f} s, "
+        f"{len(compared)} result files equal"
+    )
