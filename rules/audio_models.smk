@@ -17,9 +17,9 @@ rule train_audio_model:
     wildcard_constraints:
         audio_model=AUDIO_MODEL_RE,
     log:
-        f"{R}/logs/train_audio_model/{{audio_model}}.log",
+        f"{R}/logs/train_audio_model/audio_{{audio_model}}.log",
     benchmark:
-        f"{R}/benchmarks/train_audio_model/{{audio_model}}.tsv"
+        f"{R}/benchmarks/train_audio_model/audio_{{audio_model}}.tsv"
     threads: config["audio_models"]["resources"]["threads"]
     resources:
         mem_mb=config["audio_models"]["resources"]["mem_mb"],

@@ -19,9 +19,9 @@ rule train_early_fusion:
         option=OPTION_RE,
         backbone=BACKBONE_RE,
     log:
-        f"{R}/logs/train_early_fusion/{{option}}_{{backbone}}.log",
+        f"{R}/logs/train_early_fusion/early{{option}}_{{backbone}}.log",
     benchmark:
-        f"{R}/benchmarks/train_early_fusion/{{option}}_{{backbone}}.tsv"
+        f"{R}/benchmarks/train_early_fusion/early{{option}}_{{backbone}}.tsv"
     threads: config["early_fusion"]["resources"]["threads"]
     resources:
         mem_mb=config["early_fusion"]["resources"]["mem_mb"],
