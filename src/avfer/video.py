@@ -230,7 +230,11 @@ class GridDecoder:
     def _graph(self) -> str:
         # Split, pad and stack in the source pixel format (cheap), convert to RGB once at the end.
         (fw, fh), (sw, sh) = self.frame_size, self.small_size
-        full = f"[0:v:0]scale={fw}:{fh}:flags=bicubic,setsar=1"
+        full = "[0:v:0]"
+        if (fw, fh) != (self.info.width, self.info.height) or self.info.sar != 1.0:
+            full += f"scale={fw}:{fh}:flags=bicubic,setsar=1"  # (a no-op scale still costs)
+        else:
+            full += "null"
         tail = "format=rgb24,showinfo=checksum=0[out]"
         if (sw, sh) == (fw, fh):
             return f"{full},{tail}"
