@@ -13,6 +13,7 @@ rule make_demo_dataset:
         f"{R}/logs/make_demo_dataset.log",
     benchmark:
         f"{R}/benchmarks/make_demo_dataset.tsv"
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=30,
