@@ -93,7 +93,7 @@ def test_real_clip_23976(pyfeat_media):
     dec = GridDecoder(path, info, detect_size=320)
     sizes, n, idx, times = set(), 0, [], []
     for b in dec.batches(64):
-        sizes.add((b.frames.shape[1:], b.small.shape[1:]))
+        sizes.add((b.frames.shape[1:], b.smalls.shape[1:]))
         n += len(b)
         idx.append(b.source_index)
         times.append(b.source_time)
@@ -110,7 +110,7 @@ def test_vfr_real_clip(pyfeat_media):
     path = pyfeat_media / "no_face.mp4"
     g = decode_grid(path, detect_size=240)
     assert len(g) == grid_length(probe(path).duration) == 99
-    assert g.valid.all() and g.small.shape[1:] == (135, 240, 3) and g.frames.shape[1:] == (540, 960, 3)
+    assert g.valid.all() and g.smalls.shape[1:] == (135, 240, 3) and g.frames.shape[1:] == (540, 960, 3)
 
 
 def test_thirty_fps_reencode(tmp_path, pyfeat_media):
@@ -140,7 +140,7 @@ def test_rotation_and_sar_give_display_frames(tmp_path, pyfeat_media):
     assert decode_grid(rot).frames.shape[1:] == (640, 360, 3)
     info = probe(sar)
     assert info.sar == pytest.approx(4 / 3) and info.display_size == (853, 360)
-    assert decode_grid(sar, detect_size=426).small.shape[1:] == (180, 426, 3)
+    assert decode_grid(sar, detect_size=426).smalls.shape[1:] == (180, 426, 3)
 
 
 def test_truncated_stream_marks_missing_frames(tmp_path, pyfeat_media):

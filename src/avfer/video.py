@@ -149,29 +149,93 @@ def scaled_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(w * s)), max(1, round(h * s))
 
 
-@dataclass
 class GridFrames:
-    """Consecutive frames of the 25 fps grid, decoded at two sizes.
+    """Consecutive frames of the 25 fps grid, decoded at two sizes, without copying them.
 
-    ``frames`` are the frames used for face crops (display size, capped by ``max_side``);
-    ``small`` the same frames at detection size (the very same array when no downscaling is
-    needed). A ``missing`` frame (before the first / after the last decodable source frame)
-    is black, with ``source_index == -1`` and ``source_time`` NaN.
+    ``frame(i)`` / ``frames`` are the frames used for face crops (display size, capped by
+    ``max_side``); ``small(i)`` / ``smalls`` the same frames at detection size (the same
+    pixels when no downscaling is needed). The stacked arrays ``frames`` and ``smalls`` are
+    built on first use; ``frame(i)`` is a view of the decoded buffer. A missing frame (before
+    the first / after the last decodable source frame) is black, with ``source_index == -1``
+    and ``source_time`` NaN.
     """
 
-    t: np.ndarray  # int64 [n] grid indices
-    frames: np.ndarray  # uint8 [n, H, W, 3]
-    small: np.ndarray  # uint8 [n, h, w, 3]
-    source_index: np.ndarray  # int32 [n] index of the source frame shown (-1 = missing)
-    source_time: np.ndarray  # float64 [n] its presentation time (s from the stream start)
+    def __init__(
+        self,
+        t: np.ndarray,
+        source_index: np.ndarray,
+        source_time: np.ndarray,
+        buffers: list[np.ndarray | None],
+        frame_hw: tuple[int, int],
+        small_hw: tuple[int, int] | None = None,
+    ) -> None:
+        self.t = t  # int64 [n] grid indices
+        self.source_index = source_index  # int32 [n] source frame shown (-1 = missing)
+        self.source_time = source_time  # float64 [n] its presentation time (s from stream start)
+        self._buffers = buffers  # per frame: frame rows, then small rows (None = missing)
+        self._hw = frame_hw
+        self._small_hw = small_hw  # None: no separate detection-size copy
+        self._stacked: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.t)
 
     @property
     def valid(self) -> np.ndarray:
         """Frames that show a real decoded source frame."""
         return self.source_index >= 0
 
-    def __len__(self) -> int:
-        return len(self.t)
+    def frame(self, i: int) -> np.ndarray:
+        """Crop-size frame ``i``, ``uint8 [H, W, 3]`` (a view, not a copy)."""
+        buf, (h, w) = self._buffers[i], self._hw
+        return np.zeros((h, w, 3), np.uint8) if buf is None else buf[:h]
+
+    def small(self, i: int) -> np.ndarray:
+        """Detection-size frame ``i``, ``uint8 [h, w, 3]`` (a view)."""
+        if self._small_hw is None:
+            return self.frame(i)
+        buf, (h, w) = self._buffers[i], self._small_hw
+        return np.zeros((h, w, 3), np.uint8) if buf is None else buf[self._hw[0] :, :w]
+
+    @property
+    def frames(self) -> np.ndarray:
+        """All crop-size frames, ``uint8 [n, H, W, 3]``."""
+        if "frames" not in self._stacked:
+            self._stacked["frames"] = np.stack([self.frame(i) for i in range(len(self))])
+        return self._stacked["frames"]
+
+    @property
+    def smalls(self) -> np.ndarray:
+        """All detection-size frames, ``uint8 [n, h, w, 3]``."""
+        if self._small_hw is None:
+            return self.frames
+        if "smalls" not in self._stacked:
+            self._stacked["smalls"] = np.stack([self.small(i) for i in range(len(self))])
+        return self._stacked["smalls"]
+
+    def __getitem__(self, sl: slice) -> GridFrames:
+        return GridFrames(
+            self.t[sl],
+            self.source_index[sl],
+            self.source_time[sl],
+            self._buffers[sl],
+            self._hw,
+            self._small_hw,
+        )
+
+    @staticmethod
+    def concat(parts: list[GridFrames]) -> GridFrames:
+        """One :class:`GridFrames` of consecutive parts."""
+        if len(parts) == 1:
+            return parts[0]
+        return GridFrames(
+            np.concatenate([p.t for p in parts]),
+            np.concatenate([p.source_index for p in parts]),
+            np.concatenate([p.source_time for p in parts]),
+            [b for p in parts for b in p._buffers],
+            parts[0]._hw,
+            parts[0]._small_hw,
+        )
 
 
 _PTS = re.compile(r"\] n:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)\s+pts_time:\s*(\S+)")
@@ -380,31 +444,19 @@ class GridDecoder:
 
     def _batch(self, t0: int, items: list[tuple[np.ndarray | None, int, float]]) -> GridFrames:
         (fw, fh), (sw, sh) = self.frame_size, self.small_size
-        stacked = np.empty((len(items), fh + (sh if (sw, sh) != (fw, fh) else 0), fw, 3), np.uint8)
-        for i, (frame, _, _) in enumerate(items):
-            if frame is None:
-                stacked[i] = 0
-            else:
-                stacked[i] = frame
         index = np.array([k for _, k, _ in items], np.int32)
         self.missing += int((index < 0).sum())
-        frames = stacked[:, :fh]
-        small = frames if (sw, sh) == (fw, fh) else stacked[:, fh:, :sw]
         return GridFrames(
-            t=np.arange(t0, t0 + len(items), dtype=np.int64),
-            frames=frames,
-            small=small,
-            source_index=index,
-            source_time=np.array([s for _, _, s in items], np.float64),
+            np.arange(t0, t0 + len(items), dtype=np.int64),
+            index,
+            np.array([s for _, _, s in items], np.float64),
+            [frame for frame, _, _ in items],
+            (fh, fw),
+            None if (sw, sh) == (fw, fh) else (sh, sw),
         )
 
 
 def decode_grid(path: str | Path, *, max_side: int = 0, detect_size: int = 0) -> GridFrames:
     """Decode a whole clip onto the 25 fps grid in memory (tests, small clips)."""
     dec = GridDecoder(path, max_side=max_side, detect_size=detect_size)
-    parts = list(dec.batches(1 << 30))
-    if len(parts) == 1:
-        return parts[0]
-    return GridFrames(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in GridFrames.__dataclass_fields__)
-    )
+    return GridFrames.concat(list(dec.batches(1 << 30)))

@@ -119,7 +119,7 @@ class FaceDetector:
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """``uint8 [n, h, w, 3]`` → ``float32 [n, 3, h, w]`` (0-255) on the detector's device."""
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
-        return x.permute(0, 3, 1, 2).float()
+        return x.permute(0, 3, 1, 2).contiguous().float()  # NCHW: roi_align is 3x slower on NHWC
 
     @torch.no_grad()
     def refine(

