@@ -146,14 +146,13 @@ def main() -> None:
                 rows.append((device, name, n, found, n / wall, n / max(cpu, 1e-9), secs / wall))
                 print(f"  {device}: {name}: {n} frames in {wall:.2f} s", flush=True)
         print()
-        print(f"| device | method | frames | with face | fps | fps/CPU | x realtime | speed-up |")
+        print("| device | method | frames | with face | fps | fps/CPU | x realtime | speed-up |")
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for device, name, n, found, fps, fps_cpu, rt in rows:
             ref = next(r[6] for r in rows if r[0] == device and r[1].startswith("per-frame"))
             faces = "-" if name.startswith("decode") else str(found)
-            print(
-                f"| {device} | {name} | {n} | {faces} | {fps:.1f} | {fps_cpu:.1f} | {rt:.2f} | {rt / ref:.1f}x |"
-            )
+            cells = [device, name, n, faces, f"{fps:.1f}", f"{fps_cpu:.1f}", f"{rt:.2f}", f"{rt / ref:.1f}x"]
+            print("| " + " | ".join(map(str, cells)) + " |")
 
 
 if __name__ == "__main__":
