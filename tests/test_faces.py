@@ -355,3 +355,26 @@ def test_snakemake_detect_and_summarize(tmp_path, pyfeat_media):
     log = (results / "logs" / "detect_faces" / "train-000.log").read_text()
     assert f"{bad}: unreadable video" in log
     assert (results / "benchmarks" / "detect_faces" / "train-000.tsv").exists()
+
+
+@pytest.mark.integration
+def test_demo_clips(tmp_path_factory, detector, settings):
+    """The generated demo dataset: a face in >= 95% of the frames of ordinary clips, and in the
+    clip whose face slides out of view, none while it is out and the same face again after."""
+    from avfer.demo import make_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo(root, seed=0, clips_per_class=1, fer_per_class=1, workers=1)
+    truth = pd.read_csv(root / "demo_truth.csv", keep_default_na=False)
+    exits = truth[truth["face_exit"].astype(str) == "True"]
+    plain = truth[truth["face_exit"].astype(str) != "True"].groupby("split").head(2)
+    for rec in plain.itertuples():
+        clip = process_clip(root / rec.path, detector, settings)
+        assert clip.stats["frames"] == int(rec.n_frames)
+        assert clip.data["has_face"].mean() >= 0.95, rec.clip_id
+    assert len(exits) == 1
+    rec = next(exits.itertuples())
+    has = process_clip(root / rec.path, detector, settings).data["has_face"]
+    start, end = int(rec.exit_start), int(rec.exit_end)
+    assert not has[start + 2 : end - 2].any()  # (half a face at the edges may or may not count)
+    assert has[: start - 4].mean() >= 0.95 and has[end + 5 :].mean() >= 0.95
