@@ -214,28 +214,18 @@ class GridFrames:
         return self._stacked["smalls"]
 
     def __getitem__(self, sl: slice) -> GridFrames:
-        return GridFrames(
-            self.t[sl],
-            self.source_index[sl],
-            self.source_time[sl],
-            self._buffers[sl],
-            self._hw,
-            self._small_hw,
-        )
+        arrays = (self.t[sl], self.source_index[sl], self.source_time[sl])
+        return GridFrames(*arrays, self._buffers[sl], self._hw, self._small_hw)
 
     @staticmethod
     def concat(parts: list[GridFrames]) -> GridFrames:
         """One :class:`GridFrames` of consecutive parts."""
         if len(parts) == 1:
             return parts[0]
-        return GridFrames(
-            np.concatenate([p.t for p in parts]),
-            np.concatenate([p.source_index for p in parts]),
-            np.concatenate([p.source_time for p in parts]),
-            [b for p in parts for b in p._buffers],
-            parts[0]._hw,
-            parts[0]._small_hw,
+        arrays = (
+            np.concatenate([getattr(p, k) for p in parts]) for k in ("t", "source_index", "source_time")
         )
+        return GridFrames(*arrays, [b for p in parts for b in p._buffers], parts[0]._hw, parts[0]._small_hw)
 
 
 _PTS = re.compile(r"\] n:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)\s+pts_time:\s*(\S+)")
