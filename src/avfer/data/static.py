@@ -150,7 +150,8 @@ def list_affectnet(
     known = codes.isin(list(AFFECTNET_LABELS) + list(AFFECTNET_DROPPED))
     if not known.all():
         i = int(np.flatnonzero(~known.to_numpy())[0])
-        raise DatasetError(f"{csv_path}:{i + 2}: unknown AffectNet expression {df['expression'].iloc[i]!r}")
+        code = str(df["expression"].iloc[i])
+        raise DatasetError(f"{csv_path}:{i + 2}: unknown AffectNet expression {code!r}")
     keep = codes.isin(list(AFFECTNET_LABELS)).to_numpy()
     log.info("%s: dropping %d rows (Contempt / None / Uncertain / Non-Face)", csv_path, int((~keep).sum()))
     df, codes = df[keep], codes[keep].astype(int)
