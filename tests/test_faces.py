@@ -378,3 +378,12 @@ def test_demo_clips(tmp_path_factory, detector, settings):
     start, end = int(rec.exit_start), int(rec.exit_end)
     assert not has[start + 2 : end - 2].any()  # (half a face at the edges may or may not count)
     assert has[: start - 4].mean() >= 0.95 and has[end + 5 :].mean() >= 0.95
+
+
+def test_batched_detection_path_matches(pyfeat_media, detector, settings):
+    """The GPU code path (all keyframes of a batch in one MTCNN call), run on the CPU."""
+    path = pyfeat_media / "single_face.mp4"
+    one = process_clip(path, detector, settings)
+    batched = process_clip(path, FaceDetector(device="cpu", batched=True), settings)
+    assert batched.stats == one.stats
+    np.testing.assert_allclose(batched.data["landmarks"], one.data["landmarks"], atol=0.01)
