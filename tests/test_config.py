@@ -61,9 +61,8 @@ def test_snakemake_stops_on_misspelt_key(tmp_path):
         [SNAKEMAKE, "-n", "--configfile", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode != 0
-    assert (
-        "config: dataset: Additional properties are not allowed ('shard_sise' was unexpected)" in proc.stdout + proc.stderr
-    )
+    want = "config: dataset: Additional properties are not allowed ('shard_sise' was unexpected)"
+    assert want in proc.stdout + proc.stderr
 
 
 def test_snakemake_lint_clean():
