@@ -5,7 +5,8 @@ JPEG files in an ImageFolder tree (how the reference pipeline fed its CNNs: torc
 ``ImageFolder`` + per-image PIL transforms + ``DataLoader`` workers). Then times, in frames/s:
 
 - loading the cache into memory once (decompress + resize to the model input),
-- one epoch of the data path alone (batches + augmentation, no model): HDF5 vs JPEG,
+- one epoch of the data path alone (no model): HDF5 batches (what the CPU does when the
+  augmentation runs on the GPU), HDF5 batches + augmentation, and the JPEG loader,
 - training (forward + backward + step) fed by each path, on the CPU and, when
   ``torch.cuda.is_available()``, on the GPU (HDF5 batches are augmented on the GPU).
 
@@ -162,6 +163,13 @@ def main() -> None:
                 pin_memory=dev.type == "cuda",
             )
             jpg = jpeg_loader(jpeg, size, chans, bs, args.workers)
+            rows.append(
+                (
+                    "data only: hdf5 batches (index + copy to device)",
+                    dev.type,
+                    *timed(consume, hdf5, None, dev),
+                )
+            )
             rows.append(
                 (
                     "data only: hdf5 in memory + tensor augment",
