@@ -154,3 +154,23 @@ def test_failed_clip_gets_no_feature_datasets(faces, tmp_path):
     store = FrameStore.from_caches([faces[0]], size=32, chans=1)
     assert store.clips.set_index("clip_id").loc["train_Angry_00", "n_faces"] == 0
     assert EMOTIONS[0] == "Angry"
+
+
+def test_pretrain_resume_matches_uninterrupted(fer_csv, tmp_path):
+    cnn, pre = _cfg(
+        {"input_size": 32},
+        {"datasets": [{"format": "fer2013", "path": str(fer_csv), "max_images": 70}], "train": {"epochs": 2}},
+    )
+
+    def run(folder, **kw):
+        return pretrain(
+            "mini_xception", pre, cnn, model_path=folder / "model.pt", metrics_path=folder / "m.json", **kw
+        )
+
+    full = run(tmp_path / "full")
+    assert run(tmp_path / "cut", stop_after=1) == {} and not (tmp_path / "cut/model.pt").exists()
+    assert run(tmp_path / "cut") == full
+    a, _ = load_face_model(tmp_path / "full/model.pt")
+    b, _ = load_face_model(tmp_path / "cut/model.pt")
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
