@@ -150,13 +150,15 @@ def _snakemake(workdir: Path, args: list[str], env: dict, timeout: float) -> tup
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:  # timeout, Ctrl-C, ...: never leave snakemake (and its jobs) behind
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
             rc = -1
     return rc, log.read_text(errors="replace")
 
@@ -188,7 +190,7 @@ def _test_profile(dest: Path) -> Path:
             "retries": 0,
             "latency-wait": 5,
             "keep-going": False,
-            "max-threads": os.cpu_count() or 1,  # sbatch refuses a job wider than the node
+            "cores": os.cpu_count() or 1,  # a job wider than the node would pend for ever
             "slurm-init-seconds-before-status-checks": 1,
             "slurm-keep-successful-logs": True,
         }
