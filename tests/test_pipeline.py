@@ -1,0 +1,159 @@
+"""End to end on a small demo: `snakemake <R>/late_fusion.json` builds everything from the raw
+clips, the late fusion beats every single-modality model, the outputs are complete, the report
+has the summary table, and a run interrupted during training resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+SINGLE = ("visual", "audio")
+
+
+def _config(results: Path) -> dict:
+    """The demo with one shard per split, fewer models and shorter trainings; the late fusion
+    fuses the single-modality models only."""
+    return {
+        "results": str(results),
+        "dataset": {"root": str(results / "data" / "demo"), "shard_size": 64},
+        "pretrain": {"datasets": [{"format": "fer2013", "path": str(results / "data/demo/fer2013.csv")}]},
+        "demo": {"fer_per_class": 30},
+        "temporal": {"heads": ["gru", "bgru_att"], "train": {"epochs": 20, "patience": 6}},
+        "early_fusion": {"options": ["d"], "train": {"epochs": 20, "patience": 6}},
+        "audio_models": {"train": {"epochs": 25, "patience": 8}},
+        "fusion": {
+            "models": [
+                "cnn_mini_xception",
+                "gru_mini_xception",
+                "bgru_att_mini_xception",
+                "audio_mlp",
+                "audio_gru",
+            ]
+        },
+    }
+
+
+def _snakemake(configfile: Path, *targets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "--configfile", str(configfile), "--cores", "2", *extra, *targets]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3000)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One small demo run of the whole DAG (faces, audio, CNN, sequence models, fusion)."""
+    base = tmp_path_factory.mktemp("pipeline")
+    results = base / "results"
+    configfile = base / "config.yaml"
+    configfile.write_text(yaml.safe_dump(_config(results)))
+    start = time.perf_counter()
+    proc = _snakemake(configfile, str(results / "late_fusion.json"), str(results / "summary.csv"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    print(f"pipeline: {time.perf_counter() - start:.0f} s")
+    return {"results": results, "configfile": configfile}
+
+
+def _fusion(results: Path) -> dict:
+    return json.loads((results / "late_fusion.json").read_text())
+
+
+def test_late_fusion_beats_every_single_modality(run):
+    from avfer.models.specs import parse_model_name
+
+    fusion = _fusion(run["results"])
+    singles = {m: r for m, r in fusion["models"].items() if parse_model_name(m).modality in SINGLE}
+    assert {parse_model_name(m).modality for m in singles} == set(SINGLE)
+    best_val = max(r["val"]["accuracy"] for r in singles.values())
+    best_test = max(r["test"]["accuracy"] for r in singles.values())
+    # Face alone and voice alone each tell 4 groups apart (at most 4/7 = 0.57); both tell all 7.
+    assert fusion["val"]["accuracy"] >= best_val + 0.15
+    assert fusion["cv"]["accuracy"] >= best_val + 0.1
+    assert fusion["test"]["accuracy"] >= best_test + 0.15
+
+
+def test_outputs_layout(run):
+    results = run["results"]
+    fusion = _fusion(results)
+    for key in ("method", "weights", "val", "cv", "models", "test_predictions"):
+        assert key in fusion
+    assert set(fusion["val"]) >= {"accuracy", "uar", "macro_f1", "confusion"}
+    sheet = pd.read_csv(results / "samples.csv", dtype=str, keep_default_na=False)
+    test_ids = set(sheet.loc[sheet["split"] == "test", "clip_id"])
+    assert set(fusion["test_predictions"]) == test_ids
+    submitted = {p.stem: p.read_text().strip() for p in (results / "submission").glob("*.txt")}
+    assert submitted == fusion["test_predictions"]
+    for model in fusion["models"]:
+        for name in ("model.pt", "predictions.csv", "metrics.json"):
+            assert (results / "models" / model / name).exists(), f"{model}/{name}"
+        assert not list((results / "models" / model).glob("resume-*.pt"))
+    summary = pd.read_csv(results / "summary.csv")
+    assert len(summary) == 6 + 1 and summary["family"].iloc[-1] == "late_fusion"  # earlyd not fused
+    assert (results / "models" / "earlyd_mini_xception" / "metrics.json").exists()
+    fused = pd.read_csv(results / "fusion" / "predictions.csv", dtype={"clip_id": str}, keep_default_na=False)
+    assert set(fused["clip_id"]) >= test_ids
+
+
+def test_report_has_the_summary_table(run, tmp_path):
+    report = tmp_path / "report.zip"
+    proc = _snakemake(
+        run["configfile"],
+        str(run["results"] / "late_fusion.json"),
+        str(run["results"] / "summary.csv"),
+        extra=("--report", str(report)),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = zipfile.ZipFile(report).namelist()
+    assert any(n.endswith("summary.csv") for n in names) or any("Summary" in n for n in names), names[:50]
+
+
+def test_interrupted_run_resumes_to_the_same_result(run):
+    results, configfile = run["results"], run["configfile"]
+    before = _fusion(results)
+    sequence_models = [m for m in (results / "models").iterdir() if not m.name.startswith("cnn_")]
+    for model in sequence_models:
+        shutil.rmtree(model)
+    for path in ("late_fusion.json", "summary.csv", "fusion", "submission"):
+        target = results / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    cmd = [SNAKEMAKE, "--configfile", str(configfile), "--cores", "1", str(results / "late_fusion.json")]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline and proc.poll() is None:
+            if list((results / "models").glob("*/resume-*.pt")):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before a resume checkpoint appeared"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Snakemake and the training job both stop
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    checkpoints = list((results / "models").glob("*/resume-*.pt"))
+    assert checkpoints
+    interrupted = checkpoints[0].parent.name
+    again = _snakemake(configfile, str(results / "late_fusion.json"), extra=("--rerun-incomplete",))
+    assert again.returncode == 0, again.stderr[-4000:]
+    log = next((results / "logs").glob(f"*/{interrupted}.log"))
+    after = _fusion(results)
+    for result in (before, after):
+        for method in result["methods"].values():
+            method.pop("fit_seconds")
+    assert after == before
+    assert "resumed from" in log.read_text()
