@@ -177,7 +177,7 @@ def train_sequence_model(
         model,
         train_loader,
         loader(val_clips),
-        criterion=nn.CrossEntropyLoss(weight=weight),
+        criterion=nn.CrossEntropyLoss(weight=weight).to(device),
         optimizer=optimizer,
         score=score,
         epochs=int(train["epochs"]),
