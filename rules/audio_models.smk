@@ -28,4 +28,4 @@ rule train_audio_model:
     conda:
         "../envs/torch.yaml"
     script:
-        "../workflow/scripts/train_audio_model.py"
+        "../workflow/scripts/train_sequence_model.py"

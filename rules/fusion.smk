@@ -30,7 +30,7 @@ rule train_early_fusion:
     conda:
         "../envs/torch.yaml"
     script:
-        "../workflow/scripts/train_early_fusion.py"
+        "../workflow/scripts/train_sequence_model.py"
 
 
 rule fuse_late:

@@ -29,4 +29,4 @@ rule train_temporal:
     conda:
         "../envs/torch.yaml"
     script:
-        "../workflow/scripts/train_temporal.py"
+        "../workflow/scripts/train_sequence_model.py"

@@ -1,9 +1,10 @@
-"""Snakemake script: train an audio model (audio_mlp, audio_gru) → model.pt, predictions, metrics."""
+"""Snakemake script of train_temporal, train_audio_model and train_early_fusion: train one sequence
+model (temporal head, audio model or early fusion, by its name) → model.pt, predictions, metrics."""
 
 from avfer.train.sequence import model_settings, train_sequence_model
 from avfer.workflow import logged
 
-with logged(snakemake.log[0], "train_audio_model") as log:
+with logged(snakemake.log[0], snakemake.rule) as log:
     name = snakemake.params.model
     inputs = dict(snakemake.input.items())
     model_args, train = model_settings(name, snakemake.params.settings)
