@@ -1,11 +1,18 @@
 # avfer: audio-visual facial emotion recognition in video.
 #
+# Config: config/config.yaml (the demo) is read only when no --configfile is given; a user's
+# file is completed from config/schema.yaml's defaults (rules/common.smk), never from the demo.
+#
 # Path convention (everything below config["results"], default results/):
 #   data/demo/                       generated demo dataset (only when dataset.generate_demo)
-#   samples.csv                      sample sheet: clip_id, path, split, label, shard
-#   <stage>/<shard>.h5               per-shard HDF5 caches (shard = <split>-<nnn>)
-#   models/<model>/                  a trained model: checkpoint, predictions.csv, metrics.json
-#   late_fusion.json                 the final result
+#   samples.csv                      sample sheet: clip_id, path, split, label, group, fold, shard
+#   faces/ audio/ pretrain/          per-shard HDF5 caches (shard = <split>-<nnn>), shared by runs
+#   <run>/                           one protocol run: results/ itself, or results/fold-<k>/
+#     splits.csv                     what each clip is used for: train / dev / val / test
+#     features/<backbone>/<shard>.h5 per-frame CNN features of the run's fine-tuned CNN
+#     models/<model>/                a trained model: checkpoint, predictions.csv, metrics.json
+#     late_fusion.json  summary.csv  the final result and the table of every model
+#   cv_summary.json                  mean ± std over the folds (dataset.folds only)
 #   logs/<rule>/...  benchmarks/<rule>/...   mirror the outputs they belong to
 
 from snakemake.utils import min_version
@@ -13,7 +20,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 report: "report/workflow.rst"

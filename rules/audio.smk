@@ -4,11 +4,11 @@
 rule extract_audio_features:
     input:
         unpack(audio_extract_inputs),
-        sheet=f"{R}/samples.csv",
     output:
         h5=f"{R}/audio/{{shard}}.h5",
     params:
-        audio=config["audio"],
+        clips=shard_rows,
+        audio=result_settings(config["audio"]),
     log:
         f"{R}/logs/extract_audio_features/{{shard}}.log",
     benchmark:

@@ -6,20 +6,20 @@ rule train_audio_model:
     input:
         unpack(audio_model_inputs),
     output:
-        model=f"{R}/models/audio_{{audio_model}}/model.pt",
-        predictions=f"{R}/models/audio_{{audio_model}}/predictions.csv",
-        metrics=f"{R}/models/audio_{{audio_model}}/metrics.json",
+        model="{run}/models/audio_{audio_model}/model.pt",
+        predictions="{run}/models/audio_{audio_model}/predictions.csv",
+        metrics="{run}/models/audio_{audio_model}/metrics.json",
     params:
         model="audio_{audio_model}",
-        settings=config["audio_models"],
+        settings=result_settings(config["audio_models"]),
         seed=config["seed"],
-        resume_dir=f"{R}/models/audio_{{audio_model}}",
+        resume_dir="{run}/models/audio_{audio_model}",
     wildcard_constraints:
         audio_model=AUDIO_MODEL_RE,
     log:
-        f"{R}/logs/train_audio_model/audio_{{audio_model}}.log",
+        "{run}/logs/train_audio_model/audio_{audio_model}.log",
     benchmark:
-        f"{R}/benchmarks/train_audio_model/audio_{{audio_model}}.tsv"
+        "{run}/benchmarks/train_audio_model/audio_{audio_model}.tsv"
     threads: config["audio_models"]["resources"]["threads"]
     resources:
         mem_mb=config["audio_models"]["resources"]["mem_mb"],

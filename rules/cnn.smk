@@ -1,6 +1,6 @@
 # Visual CNNs: static pre-training (pretrain/<backbone>/), fine-tuning on the face frames of the
-# face caches (models/cnn_<backbone>/) and per-frame penultimate features of every clip
-# (features/<backbone>/<shard>.h5, the input of the temporal and early-fusion models).
+# face caches (<run>/models/cnn_<backbone>/) and per-frame penultimate features of every clip
+# (<run>/features/<backbone>/<shard>.h5, the input of the temporal and early-fusion models).
 # Per-epoch resume checkpoints (resume-<hash>.pt) sit beside model.pt, undeclared, so an
 # interrupted job resumes where it stopped; model.pt is written atomically at the end.
 
@@ -16,7 +16,7 @@ rule pretrain_cnn:
         ),
         metrics=f"{R}/pretrain/{{backbone}}/metrics.json",
     params:
-        pretrain={k: v for k, v in config["pretrain"].items() if k != "resources"},
+        pretrain=result_settings(config["pretrain"], "enabled"),
         cnn={k: config["cnn"][k] for k in CNN_MODEL_KEYS},
         seed=config["seed"],
     wildcard_constraints:
@@ -40,24 +40,24 @@ rule finetune_cnn:
     input:
         unpack(cnn_finetune_inputs),
     output:
-        model=f"{R}/models/cnn_{{backbone}}/model.pt",
-        predictions=f"{R}/models/cnn_{{backbone}}/predictions.csv",
-        metrics=f"{R}/models/cnn_{{backbone}}/metrics.json",
+        model="{run}/models/cnn_{backbone}/model.pt",
+        predictions="{run}/models/cnn_{backbone}/predictions.csv",
+        metrics="{run}/models/cnn_{backbone}/metrics.json",
         confusion=report(
-            f"{R}/models/cnn_{{backbone}}/confusion.svg",
+            "{run}/models/cnn_{backbone}/confusion.svg",
             caption="../report/cnn.rst",
             category="Models",
             subcategory="cnn_{backbone}",
         ),
     params:
-        cnn={k: v for k, v in config["cnn"].items() if k not in ("resources", "backbones")},
+        cnn=result_settings(config["cnn"], "backbones"),
         seed=config["seed"],
     wildcard_constraints:
         backbone=BACKBONE_RE,
     log:
-        f"{R}/logs/finetune_cnn/{{backbone}}.log",
+        "{run}/logs/finetune_cnn/{backbone}.log",
     benchmark:
-        f"{R}/benchmarks/finetune_cnn/{{backbone}}.tsv"
+        "{run}/benchmarks/finetune_cnn/{backbone}.tsv"
     threads: config["cnn"]["resources"]["threads"]
     resources:
         mem_mb=config["cnn"]["resources"]["mem_mb"],
@@ -72,18 +72,15 @@ rule finetune_cnn:
 rule extract_cnn_features:
     input:
         faces=f"{R}/faces/{{shard}}.h5",
-        model=f"{R}/models/cnn_{{backbone}}/model.pt",
+        model="{run}/models/cnn_{backbone}/model.pt",
     output:
-        h5=f"{R}/features/{{backbone}}/{{shard}}.h5",
-    params:
-        device=config["cnn"]["device"],
-        batch_size=config["cnn"]["eval_batch_size"],
+        h5="{run}/features/{backbone}/{shard}.h5",
     wildcard_constraints:
         backbone=BACKBONE_RE,
     log:
-        f"{R}/logs/extract_cnn_features/{{backbone}}/{{shard}}.log",
+        "{run}/logs/extract_cnn_features/{backbone}/{shard}.log",
     benchmark:
-        f"{R}/benchmarks/extract_cnn_features/{{backbone}}/{{shard}}.tsv"
+        "{run}/benchmarks/extract_cnn_features/{backbone}/{shard}.tsv"
     threads: config["cnn"]["resources"]["threads"]
     resources:
         mem_mb=config["cnn"]["resources"]["mem_mb"],

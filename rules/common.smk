@@ -1,4 +1,4 @@
-# Config validation, the sample sheet, wildcard constraints and input functions.
+# Config validation, the sample sheet, the protocol runs, wildcard constraints and input functions.
 # Only this file defines Python functions; the other rule files hold rules.
 
 import os
@@ -9,44 +9,89 @@ from typing import Any
 import pandas as pd
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
-from avfer.config import load_schema, validate_config
-from avfer.datasets import SPLITS, read_sample_sheet
+from avfer.config import ConfigError, load_schema, result_settings, validate_config
+from avfer.datasets import SPLITS, dataset_fingerprint, read_sample_sheet
+from avfer.io.hdf5 import set_file_locking
 
 
+SCHEMA = os.path.join(workflow.basedir, "config/schema.yaml")
 try:
-    validate(config, schema="../config/schema.yaml")
-except WorkflowError:
-    # Snakemake's message prints the whole schema; say the offending key in one line instead.
-    validate_config(config, load_schema(os.path.join(workflow.basedir, "config/schema.yaml")))
-    raise
+    # the user's config (or the demo's, see the Snakefile), completed from the schema's defaults
+    config.update(validate_config(config, load_schema(SCHEMA)))
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None  # one line naming the key, not the whole schema
+validate(config, schema="../config/schema.yaml")
 
 R = config["results"]
-DEMO_TRUTH = f"{config['dataset']['root']}/demo_truth.csv"
+DATA = config["dataset"]
+DEMO_TRUTH = f"{DATA['root']}/demo_truth.csv"
+set_file_locking(config["hdf5_file_locking"])  # off on NFS / Lustre (docs/cluster.md); jobs inherit it
+
+# Protocol runs: one (results/) on the dataset's splits, or one per fold (results/fold-<k>/).
+# Faces, audio and pre-training are shared; models, features and fusion are per run.
+FOLDS = DATA["folds"]
+RUNS = [f"{R}/fold-{k}" for k in range(FOLDS)] if FOLDS else [R]
 
 
 wildcard_constraints:
     split="|".join(SPLITS),
-    shard=r"(train|val|test)-\d{3}",
+    shard=r"(train|val|test)-\d{3,}",
+    run="|".join(re.escape(r) for r in RUNS),
 
 
-def dataset_inputs(wildcards):
-    """What the sample sheet depends on: the generated demo dataset, when there is one."""
-    return [DEMO_TRUTH] if config["dataset"]["generate_demo"] else []
+def run_fold(run: str) -> int | None:
+    """The fold index of a run folder (None for the single run on the dataset's splits)."""
+    return RUNS.index(run) if FOLDS else None
+
+
+def dataset_inputs(wildcards) -> list[str]:
+    """What the sample sheet depends on: the generated demo dataset or the manifest file."""
+    if DATA["generate_demo"]:
+        return [DEMO_TRUTH]
+    return [DATA["manifest"]] if DATA["format"] == "manifest" and DATA["manifest"] else []
+
+
+def dataset_files() -> str:
+    """A fingerprint of the dataset's media files (the sheet is rebuilt when files are added)."""
+    return "" if DATA["generate_demo"] or DATA["format"] == "manifest" else dataset_fingerprint(DATA)
+
+
+_SHEETS: dict[tuple[str, int], pd.DataFrame] = {}
 
 
 def sample_sheet() -> pd.DataFrame:
-    """The sample sheet (available once the build_sample_sheet checkpoint has run)."""
-    return read_sample_sheet(checkpoints.build_sample_sheet.get().output.sheet)
+    """The sample sheet, once the build_sample_sheet checkpoint has run (read once per DAG)."""
+    path = checkpoints.build_sample_sheet.get().output.sheet
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _SHEETS:
+        _SHEETS.clear()
+        _SHEETS[key] = read_sample_sheet(path)
+    return _SHEETS[key]
 
 
 def shards(split: str | None = None) -> list[str]:
-    """Shard keys of the dataset (of one split, or of all)."""
+    """Shard keys of the dataset (of one of its own splits, or of all)."""
     sheet = sample_sheet()
     if split is not None:
         sheet = sheet[sheet["split"] == split]
     return sorted(sheet["shard"].unique())
+
+
+def shard_videos(wildcards) -> dict[str, list[str]]:
+    """The media files of one shard (detect_faces, extract_audio_features)."""
+    sheet = sample_sheet()
+    return {"videos": sheet.loc[sheet["shard"] == wildcards.shard, "path"].tolist()}
+
+
+def shard_rows(wildcards) -> list[dict[str, str]]:
+    """The sheet rows of one shard: a params of the per-clip stages, so that a rebuilt sheet
+    re-runs only the shards whose clips changed."""
+    sheet = sample_sheet()
+    rows = sheet[sheet["shard"] == wildcards.shard]
+    return rows[["clip_id", "path", "split", "label", "shard"]].to_dict("records")
 
 
 def audio_shards(split: str | None = None) -> list[str]:
@@ -55,13 +100,9 @@ def audio_shards(split: str | None = None) -> list[str]:
 
 
 def audio_extract_inputs(wildcards) -> dict[str, list[str]]:
-    """Besides the sheet, extract_audio_features reads the shard's videos and a custom .conf."""
-    sheet = sample_sheet()
+    """extract_audio_features reads the shard's media files and a custom .conf."""
     conf = config["audio"]["feature_set"]
-    return {
-        "videos": sheet.loc[sheet["shard"] == wildcards.shard, "path"].tolist(),
-        "conf": [conf] if conf.endswith(".conf") else [],
-    }
+    return {**shard_videos(wildcards), "conf": [conf] if conf.endswith(".conf") else []}
 
 
 def audio_split_shards(wildcards) -> list[str]:
@@ -80,12 +121,6 @@ def face_shards(split: str | None = None) -> list[str]:
     return [f"{R}/faces/{shard}.h5" for shard in shards(split)]
 
 
-def face_detect_inputs(wildcards) -> dict[str, list[str]]:
-    """Besides the sheet, detect_faces reads the shard's videos."""
-    sheet = sample_sheet()
-    return {"videos": sheet.loc[sheet["shard"] == wildcards.shard, "path"].tolist()}
-
-
 def face_split_shards(wildcards) -> list[str]:
     """The face caches of one split (summarize_faces)."""
     return face_shards(wildcards.split)
@@ -99,16 +134,13 @@ def face_targets(wildcards) -> list[str]:
 # --- visual CNNs (rules/cnn.smk)
 
 # cnn keys that shape the pre-trained model (pretrain_cnn re-runs only when these change)
-CNN_MODEL_KEYS = (
-    "input_size",
-    "in_chans",
-    "normalization",
-    "augment",
-    "pretrained_path",
-    "device",
-    "amp",
-    "eval_batch_size",
-)
+CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp")
+PRETRAIN = bool(config["pretrain"]["datasets"]) if config["pretrain"]["enabled"] is None else config["pretrain"]["enabled"]
+if PRETRAIN and not config["pretrain"]["datasets"]:
+    raise WorkflowError("config: pretrain.enabled is true but pretrain.datasets lists no dataset")
+if config["cnn"]["backbones"] and not PRETRAIN:
+    _init = config["cnn"]["pretrained_path"] or "random initialisation"
+    logger.info(f"avfer: no static pre-training (pretrain.datasets is empty); CNNs fine-tune from {_init}")
 
 
 def pretrain_inputs(wildcards) -> list[str]:
@@ -117,11 +149,16 @@ def pretrain_inputs(wildcards) -> list[str]:
     return [d["path"] for d in config["pretrain"]["datasets"]] + ([init] if init else [])
 
 
+def run_splits(wildcards) -> str:
+    """The split assignment of a run (what trains, selects, fuses and tests)."""
+    return f"{wildcards.run}/splits.csv"
+
+
 def cnn_finetune_inputs(wildcards) -> dict[str, Any]:
-    """finetune_cnn reads every face cache, plus the pre-trained model (pretrain.enabled) or
-    the local weights of cnn.pretrained_path."""
-    out: dict[str, Any] = {"faces": face_shards()}
-    if config["pretrain"]["enabled"]:
+    """finetune_cnn reads every face cache and the run's splits, plus the pre-trained model
+    (static pre-training) or the local weights of cnn.pretrained_path."""
+    out: dict[str, Any] = {"faces": face_shards(), "splits": run_splits(wildcards)}
+    if PRETRAIN:
         out["init"] = f"{R}/pretrain/{wildcards.backbone}/model.pt"
     elif config["cnn"]["pretrained_path"]:
         out["init"] = config["cnn"]["pretrained_path"]
@@ -129,12 +166,13 @@ def cnn_finetune_inputs(wildcards) -> dict[str, Any]:
 
 
 def cnn_targets(wildcards) -> list[str]:
-    """Every backbone's fine-tuned model, evaluation and feature caches (+ pre-training metrics)."""
+    """Every run's fine-tuned models, evaluations and feature caches (+ pre-training metrics)."""
     out = []
     for b in backbones():
-        out += [f"{R}/models/cnn_{b}/{name}" for name in ("model.pt", "metrics.json", "confusion.svg")]
-        out += feature_caches(b)
-        if config["pretrain"]["enabled"]:
+        for run in RUNS:
+            out += [f"{run}/models/cnn_{b}/{n}" for n in ("model.pt", "metrics.json", "confusion.svg")]
+            out += feature_caches(run, b)
+        if PRETRAIN:
             out.append(f"{R}/pretrain/{b}/metrics.json")
     return out
 
@@ -144,7 +182,7 @@ def cnn_targets(wildcards) -> list[str]:
 
 def backbones() -> list[str]:
     """The CNN backbones of the config (each gets features, temporal heads, early fusion)."""
-    return list(config.get("cnn", {}).get("backbones", []))
+    return list(config["cnn"]["backbones"])
 
 
 HEAD_RE = r"b?(gru|lstm)(_att)?"
@@ -173,59 +211,79 @@ def summary_models() -> list[str]:
     return models + [m for m in fused_models() if m not in models]
 
 
-def model_files(models: list[str], name: str) -> list[str]:
-    """``{R}/models/<model>/<name>`` for each model."""
-    return [f"{R}/models/{m}/{name}" for m in models]
+def model_files(run: str, models: list[str], name: str) -> list[str]:
+    """``<run>/models/<model>/<name>`` for each model."""
+    return [f"{run}/models/{m}/{name}" for m in models]
 
 
 def hidden_truth() -> list[str]:
-    """The demo's hidden test labels (scored in late_fusion.json and the summary), if any."""
-    return [DEMO_TRUTH] if config["dataset"]["generate_demo"] else []
+    """Hidden test labels scored in late_fusion.json and the summary (dataset.test_labels, or
+    the demo's), if any; labelled test clips of the sheet are scored anyway."""
+    if DATA["test_labels"]:
+        return [DATA["test_labels"]]
+    return [DEMO_TRUTH] if DATA["generate_demo"] and not FOLDS else []
 
 
-def feature_caches(backbone: str) -> list[str]:
-    """The per-frame CNN feature caches of one backbone, one per shard."""
-    return [f"{R}/features/{backbone}/{shard}.h5" for shard in shards()]
+def feature_caches(run: str, backbone: str) -> list[str]:
+    """The per-frame CNN feature caches of one run's backbone, one per shard."""
+    return [f"{run}/features/{backbone}/{shard}.h5" for shard in shards()]
 
 
-def temporal_inputs(wildcards) -> dict[str, list[str]]:
-    """train_temporal reads the backbone's feature caches."""
-    return {"features": feature_caches(wildcards.backbone)}
+def temporal_inputs(wildcards) -> dict[str, Any]:
+    """train_temporal reads the backbone's feature caches and the run's splits."""
+    return {"features": feature_caches(wildcards.run, wildcards.backbone), "splits": run_splits(wildcards)}
 
 
-def audio_model_inputs(wildcards) -> dict[str, list[str]]:
-    """train_audio_model reads the audio caches."""
-    return {"audio": audio_shards()}
+def audio_model_inputs(wildcards) -> dict[str, Any]:
+    """train_audio_model reads the audio caches and the run's splits."""
+    return {"audio": audio_shards(), "splits": run_splits(wildcards)}
 
 
 def early_fusion_inputs(wildcards) -> dict[str, Any]:
     """Feature and audio caches, plus the trained audio GRU (options b-d) and visual GRU (d)."""
-    out: dict[str, Any] = {"features": feature_caches(wildcards.backbone), "audio": audio_shards()}
+    run = wildcards.run
+    out: dict[str, Any] = {
+        "features": feature_caches(run, wildcards.backbone),
+        "audio": audio_shards(),
+        "splits": run_splits(wildcards),
+    }
     if wildcards.option in "bcd":
-        out["audio_encoder"] = f"{R}/models/audio_gru/model.pt"
+        out["audio_encoder"] = f"{run}/models/audio_gru/model.pt"
     if wildcards.option == "d":
         head = config["early_fusion"]["visual_head"]
-        out["video_encoder"] = f"{R}/models/{head}_{wildcards.backbone}/model.pt"
+        out["video_encoder"] = f"{run}/models/{head}_{wildcards.backbone}/model.pt"
     return out
 
 
 def fusion_inputs(wildcards) -> dict[str, list[str]]:
-    """fuse_late reads the fused models' predictions (and the demo's hidden test labels)."""
-    return {"predictions": model_files(fused_models(), "predictions.csv"), "truth": hidden_truth()}
+    """fuse_late reads the fused models' predictions (and hidden test labels, if any)."""
+    return {"predictions": model_files(wildcards.run, fused_models(), "predictions.csv"), "truth": hidden_truth()}
 
 
 def summary_inputs(wildcards) -> dict[str, Any]:
     """summarize_models reads every model's metrics and predictions and the late fusion."""
-    models = summary_models()
+    models, run = summary_models(), wildcards.run
     return {
-        "metrics": model_files(models, "metrics.json"),
-        "predictions": model_files(models, "predictions.csv"),
-        "fusion": f"{R}/late_fusion.json",
+        "metrics": model_files(run, models, "metrics.json"),
+        "predictions": model_files(run, models, "predictions.csv"),
+        "fusion": f"{run}/late_fusion.json",
         "truth": hidden_truth(),
     }
 
 
+def cv_inputs(wildcards) -> dict[str, list[str]]:
+    """summarize_cv reads every fold's late fusion and model metrics."""
+    models = summary_models()
+    return {
+        "fusion": [f"{run}/late_fusion.json" for run in RUNS],
+        "metrics": [f for run in RUNS for f in model_files(run, models, "metrics.json")],
+    }
+
+
 def final_targets() -> list:
-    """The default target: the late fusion (which needs the whole DAG), the summary table of
-    every model, and the per-stage summaries of the report."""
-    return [f"{R}/late_fusion.json", f"{R}/summary.csv", audio_targets, face_targets, cnn_targets]
+    """The default target: every run's late fusion (which needs the whole DAG) and summary table,
+    the k-fold summary, and the per-stage summaries of the report."""
+    out: list = [f for run in RUNS for f in (f"{run}/late_fusion.json", f"{run}/summary.csv")]
+    if FOLDS:
+        out.append(f"{R}/cv_summary.json")
+    return out + [audio_targets, face_targets, cnn_targets]

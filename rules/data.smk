@@ -1,4 +1,5 @@
-# Dataset: the demo generator and the sample sheet that every later stage reads.
+# Dataset: the demo generator, the sample sheet that every later stage reads, and the split
+# assignment of each protocol run (<run>/splits.csv: train / dev / val / test).
 
 
 rule make_demo_dataset:
@@ -29,10 +30,29 @@ checkpoint build_sample_sheet:
     output:
         sheet=f"{R}/samples.csv",
     params:
-        dataset=config["dataset"],
+        dataset={k: v for k, v in DATA.items() if k not in ("dev_fraction", "folds", "test_labels")},
+        files=dataset_files(),
     log:
         f"{R}/logs/build_sample_sheet.log",
     conda:
         "../envs/video.yaml"
     script:
         "../workflow/scripts/build_sample_sheet.py"
+
+
+rule assign_splits:
+    input:
+        sheet=f"{R}/samples.csv",
+    output:
+        splits="{run}/splits.csv",
+    params:
+        dev_fraction=DATA["dev_fraction"],
+        folds=FOLDS,
+        fold=lambda wildcards: run_fold(wildcards.run),
+        seed=config["seed"],
+    log:
+        "{run}/logs/assign_splits.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/assign_splits.py"

@@ -4,15 +4,13 @@
 
 rule detect_faces:
     input:
-        unpack(face_detect_inputs),
-        sheet=f"{R}/samples.csv",
+        unpack(shard_videos),
     output:
         h5=f"{R}/faces/{{shard}}.h5",
     params:
+        clips=shard_rows,
         # what the cache depends on (a change re-runs the shards); device/batch size do not
-        settings={
-            k: v for k, v in config["faces"].items() if k not in ("resources", "device", "batch_size")
-        },
+        settings=result_settings(config["faces"], "batch_size"),
     log:
         f"{R}/logs/detect_faces/{{shard}}.log",
     benchmark:

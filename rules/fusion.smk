@@ -1,27 +1,28 @@
 # Early fusion (options a-d per backbone), late fusion of any list of trained models, and the
-# summary table of every model: results/models/early<option>_<backbone>/,
-# results/late_fusion.json, results/fusion/, results/submission/, results/summary.csv.
+# summary table of every model, per protocol run: <run>/models/early<option>_<backbone>/,
+# <run>/late_fusion.json, <run>/fusion/, <run>/submission/, <run>/summary.csv; with
+# dataset.folds, results/cv_summary.json (mean ± std over the folds).
 
 
 rule train_early_fusion:
     input:
         unpack(early_fusion_inputs),
     output:
-        model=f"{R}/models/early{{option}}_{{backbone}}/model.pt",
-        predictions=f"{R}/models/early{{option}}_{{backbone}}/predictions.csv",
-        metrics=f"{R}/models/early{{option}}_{{backbone}}/metrics.json",
+        model="{run}/models/early{option}_{backbone}/model.pt",
+        predictions="{run}/models/early{option}_{backbone}/predictions.csv",
+        metrics="{run}/models/early{option}_{backbone}/metrics.json",
     params:
         model="early{option}_{backbone}",
-        settings=config["early_fusion"],
+        settings=result_settings(config["early_fusion"]),
         seed=config["seed"],
-        resume_dir=f"{R}/models/early{{option}}_{{backbone}}",
+        resume_dir="{run}/models/early{option}_{backbone}",
     wildcard_constraints:
         option=OPTION_RE,
         backbone=BACKBONE_RE,
     log:
-        f"{R}/logs/train_early_fusion/early{{option}}_{{backbone}}.log",
+        "{run}/logs/train_early_fusion/early{option}_{backbone}.log",
     benchmark:
-        f"{R}/benchmarks/train_early_fusion/early{{option}}_{{backbone}}.tsv"
+        "{run}/benchmarks/train_early_fusion/early{option}_{backbone}.tsv"
     threads: config["early_fusion"]["resources"]["threads"]
     resources:
         mem_mb=config["early_fusion"]["resources"]["mem_mb"],
@@ -37,23 +38,23 @@ rule fuse_late:
     input:
         unpack(fusion_inputs),
     output:
-        result=f"{R}/late_fusion.json",
-        predictions=f"{R}/fusion/predictions.csv",
-        metrics=f"{R}/fusion/metrics.json",
-        submission=directory(f"{R}/submission"),
+        result="{run}/late_fusion.json",
+        predictions="{run}/fusion/predictions.csv",
+        metrics="{run}/fusion/metrics.json",
+        submission=directory("{run}/submission"),
         confusion=report(
-            f"{R}/fusion/confusion.svg",
+            "{run}/fusion/confusion.svg",
             category="Summary",
             caption="../report/fusion.rst",
         ),
     params:
         models=fused_models(),
-        fusion=config["fusion"],
+        fusion=result_settings(config["fusion"], "chunk_size"),
         seed=config["seed"],
     log:
-        f"{R}/logs/fuse_late.log",
+        "{run}/logs/fuse_late.log",
     benchmark:
-        f"{R}/benchmarks/fuse_late.tsv"
+        "{run}/benchmarks/fuse_late.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -69,17 +70,38 @@ rule summarize_models:
         unpack(summary_inputs),
     output:
         table=report(
-            f"{R}/summary.csv",
+            "{run}/summary.csv",
             category="Summary",
             caption="../report/summary.rst",
         ),
+        fallbacks="{run}/fallbacks.csv",
     params:
         models=trained_models(),
     log:
-        f"{R}/logs/summarize_models.log",
+        "{run}/logs/summarize_models.log",
     benchmark:
-        f"{R}/benchmarks/summarize_models.tsv"
+        "{run}/benchmarks/summarize_models.tsv"
     conda:
         "../envs/torch.yaml"
     script:
         "../workflow/scripts/summarize_models.py"
+
+
+rule summarize_cv:
+    input:
+        unpack(cv_inputs),
+    output:
+        summary=report(
+            f"{R}/cv_summary.json",
+            category="Summary",
+            caption="../report/cv.rst",
+        ),
+    params:
+        runs=RUNS,
+        models=summary_models(),
+    log:
+        f"{R}/logs/summarize_cv.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/summarize_cv.py"

@@ -6,21 +6,21 @@ rule train_temporal:
     input:
         unpack(temporal_inputs),
     output:
-        model=f"{R}/models/{{head}}_{{backbone}}/model.pt",
-        predictions=f"{R}/models/{{head}}_{{backbone}}/predictions.csv",
-        metrics=f"{R}/models/{{head}}_{{backbone}}/metrics.json",
+        model="{run}/models/{head}_{backbone}/model.pt",
+        predictions="{run}/models/{head}_{backbone}/predictions.csv",
+        metrics="{run}/models/{head}_{backbone}/metrics.json",
     params:
         model="{head}_{backbone}",
-        settings=config["temporal"],
+        settings=result_settings(config["temporal"]),
         seed=config["seed"],
-        resume_dir=f"{R}/models/{{head}}_{{backbone}}",
+        resume_dir="{run}/models/{head}_{backbone}",
     wildcard_constraints:
         head=HEAD_RE,
         backbone=BACKBONE_RE,
     log:
-        f"{R}/logs/train_temporal/{{head}}_{{backbone}}.log",
+        "{run}/logs/train_temporal/{head}_{backbone}.log",
     benchmark:
-        f"{R}/benchmarks/train_temporal/{{head}}_{{backbone}}.tsv"
+        "{run}/benchmarks/train_temporal/{head}_{backbone}.tsv"
     threads: config["temporal"]["resources"]["threads"]
     resources:
         mem_mb=config["temporal"]["resources"]["mem_mb"],

@@ -29,7 +29,7 @@ def test_make_demo_then_sample_sheet(tmp_path, capsys):
     assert main(["sample-sheet", "--config", str(cfg), "--out", str(tmp_path / "s.csv")]) == 0
     out = capsys.readouterr().out
     assert "21 clips in 6 shards" in out  # 7 classes x 3 splits; shards of 4 per split
-    assert (tmp_path / "s.csv").read_text().startswith("clip_id,path,split,label,shard")
+    assert (tmp_path / "s.csv").read_text().startswith("clip_id,path,split,label,group,fold,shard")
 
 
 def test_check_config_error_is_one_line(tmp_path, capsys):

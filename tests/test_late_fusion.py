@@ -205,13 +205,16 @@ def test_run_late_fusion_outputs(tmp_path):
     )
     saved = json.loads((out / "late_fusion.json").read_text())
     assert saved == json.loads(json.dumps(result))
-    for key in ("method", "weights", "val", "cv", "models", "test_predictions", "test", "methods"):
+    for key in ("method", "weights", "val_fitted", "cv", "protocol", "models", "test_predictions", "test"):
         assert key in saved
+    assert "val" not in saved and all("val_fitted" in m and "cv" in m for m in saved["methods"].values())
     assert set(saved["weights"]) == {"gru_x", "audio_mlp"}
-    assert set(saved["val"]) >= {"accuracy", "uar", "macro_f1", "confusion"}
+    assert set(saved["val_fitted"]) >= {"accuracy", "uar", "macro_f1", "confusion"}
     singles = [m["val"]["accuracy"] for m in saved["models"].values()]
-    assert max(singles) < 0.7 and saved["val"]["accuracy"] > max(singles) + 0.25
+    assert max(singles) < 0.7 and saved["val_fitted"]["accuracy"] > max(singles) + 0.25
     assert saved["cv"]["accuracy"] > max(singles) + 0.2 and saved["test"]["accuracy"] > 0.9
+    assert len(saved["cv"]["chosen"]) == saved["cv"]["folds"] == 5  # nested: one choice per outer fold
+    assert saved["protocol"]["model_selection"] == "val" and saved["protocol"]["fusion_fit"] == "val"
     files = sorted(p.name for p in (out / "submission").iterdir())
     assert len(files) == 42 and files[0].endswith(".txt")
     test_clip = next(iter(saved["test_predictions"]))
@@ -228,10 +231,93 @@ def test_run_late_fusion_outputs(tmp_path):
         m = compute_metrics([EMOTIONS.index(x) for x in val.label], [EMOTIONS.index(x) for x in val.pred])
         (tmp_path / f"{name}.json").write_text(json.dumps({"val": m}))
     table = summarize_models(
-        metrics, out / "late_fusion.json", out / "summary.csv", predictions=paths, truth=truth
+        metrics,
+        out / "late_fusion.json",
+        out / "summary.csv",
+        predictions=paths,
+        out_fallbacks=out / "fallbacks.csv",
+        truth=truth,
     )
     assert list(table["model"])[:2] == ["gru_x", "audio_mlp"] and table["family"].iloc[-1] == "late_fusion"
     assert table["test_accuracy"].iloc[-1] > table["test_accuracy"].iloc[0]
+    fusion_row = table.iloc[-1]
+    assert fusion_row["val_fitted_accuracy"] == saved["val_fitted"]["accuracy"] and pd.isna(
+        fusion_row["val_accuracy"]
+    )
+    assert fusion_row["cv_accuracy"] == saved["cv"]["accuracy"]
+    assert (table["n_fallback"].iloc[:2] == 0).all() and len(pd.read_csv(out / "fallbacks.csv")) == 0
+
+
+def _fusion_kw(out):
+    return {
+        "out_json": out / "late_fusion.json",
+        "out_predictions": out / "fusion" / "predictions.csv",
+        "out_metrics": out / "fusion" / "metrics.json",
+        "out_submission": out / "submission",
+        "step": 0.1,
+    }
+
+
+def test_test_labels_change_nothing_but_test_metrics(tmp_path):
+    """Labelled test clips (from the sheet) are scored, never used: permuting them changes only
+    the test metrics, not the method, the weights, the estimates or any fused prediction."""
+    paths, truth = _write_models(tmp_path)
+    labels = pd.read_csv(truth, keep_default_na=False).set_index("clip_id")["label"]
+    rng = np.random.default_rng(1)
+    results = {}
+    for variant in ("true", "permuted"):
+        test_labels = labels.copy()
+        if variant == "permuted":
+            test_labels[:] = rng.permutation(test_labels.to_numpy())
+        labelled = {}
+        for name, p in paths.items():
+            df = pd.read_csv(p, keep_default_na=False, dtype=str)
+            is_test = df["split"] == "test"
+            df.loc[is_test, "label"] = test_labels.loc[df.loc[is_test, "clip_id"]].to_numpy()
+            labelled[name] = str(tmp_path / f"{variant}_{name}.csv")
+            df.to_csv(labelled[name], index=False)
+        out = tmp_path / variant
+        results[variant] = run_late_fusion(labelled, **_fusion_kw(out))
+        results[variant]["fused"] = pd.read_csv(out / "fusion" / "predictions.csv", keep_default_na=False)
+    a, b = results["true"], results["permuted"]
+    assert a["test"]["accuracy"] > 0.9 and b["test"]["accuracy"] < 0.5
+    for key in ("method", "weights", "val_fitted", "cv", "test_predictions"):
+        assert a[key] == b[key]
+    cols = [c for c in a["fused"].columns if c != "label"]
+    pd.testing.assert_frame_equal(a["fused"][cols], b["fused"][cols])
+
+
+def test_nested_cv_outer_fold_never_sees_its_labels():
+    """Permuting the labels of the clips of one outer fold leaves that fold's fused predictions
+    unchanged: its method and weights were chosen on the other folds only."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(C), 8)
+    scores = rng.dirichlet(np.ones(C), size=(3, len(y)))
+    scores[0, np.arange(len(y)), y] += 0.6  # one informative model
+    scores /= scores.sum(axis=2, keepdims=True)
+    outer = late.cv_folds(y, 4, seed=0)
+    kw = {"objective": "accuracy", "folds": 3, "seed": 0, "divisions": 10, "metric": "accuracy"}
+    methods = ["majority_vote", "accuracy_weighted_scores", "weight_search"]
+    base, _ = late.nested_predictions(methods, scores, y, outer, **kw)
+    for j, (_, held) in enumerate(outer):
+        y_perm = y.copy()
+        y_perm[held] = rng.permutation(y[held])
+        y_perm[held] = (y_perm[held] + 1) % C  # every held-out label is now wrong
+        again, _ = late.nested_predictions(methods, scores, y_perm, outer, **kw)
+        assert np.array_equal(again[held], base[held]), f"outer fold {j}"
+
+
+def test_nested_cv_is_below_the_fitted_score_on_noise():
+    """On pure-noise scores the in-sample (val_fitted) accuracy of the best method is far above
+    chance, the nested estimate is not: the selection of the method is part of the fit."""
+    scores, y = _random_scores(4, 70, seed=5)
+    nested = late.nested_cross_validate(
+        list(late.METHODS), scores, y, folds=5, seed=0, divisions=10, metric="accuracy"
+    )
+    fitted = compute_metrics(
+        y, fit_rule("class_weight_search", scores, y, divisions=10).apply(scores).argmax(1)
+    )
+    assert fitted["accuracy"] > nested["accuracy"] + 0.12 and nested["accuracy"] < 0.3
 
 
 def test_unknown_method_and_bad_step(tmp_path):

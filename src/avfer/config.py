@@ -1,13 +1,15 @@
 """Load and validate a config file against ``config/schema.yaml``, filling defaults.
 
-Snakemake validates the same schema in ``rules/common.smk``; this module gives the CLI,
+The config a run uses is the user's file(s) (merged in order, like repeated ``--configfile``)
+completed from the schema's defaults, or the demo (``config/config.yaml``) when no file is
+given. ``rules/common.smk`` resolves it with :func:`validate_config`; this module gives the CLI,
 the scripts and the tests the same behaviour without Snakemake.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,10 @@ import yaml
 from avfer.errors import AvferError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+DEMO_CONFIG = SCHEMA_PATH.with_name("config.yaml")
+
+# Settings that never change a result: how a job runs, not what it computes.
+NOT_RESULTS = ("resources", "device", "eval_batch_size", "workers", "protect", "max_failed_fraction")
 
 
 class ConfigError(AvferError, ValueError):
@@ -53,10 +59,44 @@ def validate_config(
     return out
 
 
-def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict[str, Any]:
-    """Read a YAML config file and validate it (see :func:`validate_config`)."""
-    with open(path) as fh:
-        cfg = yaml.safe_load(fh) or {}
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Deep-merge ``update`` into ``base`` (Snakemake's rule for several config files)."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """One config file as a mapping (one-line error naming the file otherwise)."""
+    try:
+        with open(path) as fh:
+            cfg = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {str(exc).splitlines()[0]}") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
-    return validate_config(cfg, load_schema(schema_path), source=str(path))
+    return cfg
+
+
+def load_config(
+    path: str | Path | Sequence[str | Path] | None = None, schema_path: str | Path | None = None
+) -> dict[str, Any]:
+    """The config a run with these files would use: the files merged in order and completed from
+    the schema's defaults; no file = the demo config (see :func:`validate_config`)."""
+    paths = [DEMO_CONFIG] if path is None else [path] if isinstance(path, str | Path) else list(path)
+    cfg: dict[str, Any] = {}
+    for p in paths:
+        _merge(cfg, read_yaml(p))
+    return validate_config(cfg, load_schema(schema_path), source=", ".join(str(p) for p in paths))
+
+
+def result_settings(section: Mapping[str, Any], *drop: str) -> dict[str, Any]:
+    """A config section without the keys that do not change results (:data:`NOT_RESULTS`, also
+    inside its ``train`` sub-section) and without ``drop``: what a rule's ``params`` carry."""
+    skip = set(NOT_RESULTS) | set(drop)
+    out = {k: copy.deepcopy(v) for k, v in section.items() if k not in skip}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k not in NOT_RESULTS}
+    return out

@@ -1,9 +1,14 @@
 """The one evaluation format of every model: per-clip predictions and ``metrics.json``.
 
-``predictions.csv``: ``clip_id, split, label, pred, p_Angry ... p_Surprise`` (canonical order;
-``label`` is '' for unlabelled test clips). ``metrics.json``:
-``{"val": {"n", "accuracy", "uar", "macro_f1", "confusion"}, ...}`` for each labelled split,
-``confusion`` 7x7 in canonical order (rows true, columns predicted).
+``predictions.csv``: ``clip_id, split, label, status, pred, p_Angry ... p_Surprise`` (canonical
+order; ``label`` is '' for unlabelled test clips). ``status`` is ``ok`` when the model saw the
+clip, else why not (``no_face``, ``no_audio``, ``no_video``, ``failed``): such a clip gets the
+one fallback of every model, the training clips' class frequencies
+(:func:`avfer.train.common.train_prior`). ``metrics.json``: for each labelled split
+(train, dev, val, test) ``{"n", "accuracy", "uar", "macro_f1", "confusion", "n_fallback",
+"seen"}``: the metrics over all clips (fallbacks counted as predicted), ``n_fallback`` clips
+with a fallback, and ``seen`` the same metrics over the clips the model could see only.
+``confusion`` is 7x7 in canonical order (rows true, columns predicted).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from avfer.io.atomic import atomic_path, write_json
 from avfer.labels import EMOTIONS, NUM_CLASSES
 
 PROB_COLUMNS = [f"p_{e}" for e in EMOTIONS]
-PRED_COLUMNS = ["clip_id", "split", "label", "pred", *PROB_COLUMNS]
+PRED_COLUMNS = ["clip_id", "split", "label", "status", "pred", *PROB_COLUMNS]
+EVAL_SPLITS = ("train", "dev", "val", "test")
 
 
 def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, Any]:
@@ -41,13 +47,19 @@ def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, A
 
 
 def predictions_frame(
-    clip_ids: Sequence[str], splits: Sequence[str], labels: Sequence[str], probs: np.ndarray
+    clip_ids: Sequence[str],
+    splits: Sequence[str],
+    labels: Sequence[str],
+    probs: np.ndarray,
+    statuses: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Per-clip predictions from class probabilities (rows sum to 1), canonical column order."""
+    """Per-clip predictions from class probabilities (rows sum to 1), canonical column order;
+    ``statuses`` default to ``ok`` (the model saw every clip)."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != NUM_CLASSES or probs.shape[0] != len(clip_ids):
         raise ValueError(f"probs must be [{len(clip_ids)}, {NUM_CLASSES}], got {probs.shape}")
     df = pd.DataFrame({"clip_id": list(clip_ids), "split": list(splits), "label": list(labels)})
+    df["status"] = list(statuses) if statuses is not None else "ok"
     df["pred"] = [EMOTIONS[i] for i in probs.argmax(axis=1)]
     df[PROB_COLUMNS] = probs
     return df
@@ -61,23 +73,36 @@ def write_predictions(path: str | Path, df: pd.DataFrame) -> None:
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """Read a ``predictions.csv``; fail naming the file if it is not in the shared format."""
-    df = pd.read_csv(path, dtype={"clip_id": str, "split": str, "label": str}, keep_default_na=False)
+    text = {"clip_id": str, "split": str, "label": str, "status": str}
+    df = pd.read_csv(path, dtype=text, keep_default_na=False)
     missing = [c for c in PRED_COLUMNS if c not in df.columns]
     if missing:
         raise AvferError(f"{path}: predictions file lacks column(s) {missing}")
     return df
 
 
+def _frame_metrics(part: pd.DataFrame) -> dict[str, Any]:
+    y_true = [EMOTIONS.index(x) for x in part["label"]]
+    return compute_metrics(y_true, part[PROB_COLUMNS].to_numpy().argmax(axis=1))
+
+
 def evaluate_predictions(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Metrics for every split of ``df`` that has labels (unlabelled clips are ignored)."""
+    """Metrics for every split of ``df`` that has labels (unlabelled clips are ignored): over all
+    clips, and (``seen``) over the clips whose ``status`` is ``ok``; ``n_fallback`` the others."""
     out: dict[str, dict[str, Any]] = {}
-    for split in ("train", "val", "test"):
+    for split in EVAL_SPLITS:
         part = df[(df["split"] == split) & (df["label"] != "")]
         if len(part):
-            y_true = [EMOTIONS.index(x) for x in part["label"]]
-            y_pred = part[PROB_COLUMNS].to_numpy().argmax(axis=1)
-            out[split] = compute_metrics(y_true, y_pred)
+            seen = part["status"] == "ok" if "status" in part.columns else np.ones(len(part), bool)
+            out[split] = _frame_metrics(part)
+            out[split]["n_fallback"] = int((~seen).sum())
+            out[split]["seen"] = _frame_metrics(part[seen]) if seen.any() else None
     return out
+
+
+def fallback_clips(df: pd.DataFrame) -> pd.DataFrame:
+    """The clips of a predictions frame that got the fallback: ``clip_id, split, label, status``."""
+    return df.loc[df["status"] != "ok", ["clip_id", "split", "label", "status"]].reset_index(drop=True)
 
 
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:

@@ -1,11 +1,12 @@
 """Snakemake script: one shard of the sample sheet → its face cache (aligned crops per frame)."""
 
-from avfer.datasets import read_sample_sheet, shard_clips
+import pandas as pd
+
 from avfer.faces import build_face_shard
 from avfer.workflow import logged
 
 with logged(snakemake.log[0], "detect_faces") as log:
-    rows = shard_clips(read_sample_sheet(snakemake.input.sheet), snakemake.wildcards.shard)
+    rows = pd.DataFrame(snakemake.params.clips)  # the shard's sheet rows
     summary = build_face_shard(
         rows, snakemake.output.h5, dict(snakemake.config["faces"]), threads=snakemake.threads
     )

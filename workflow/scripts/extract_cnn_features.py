@@ -8,8 +8,8 @@ with logged(snakemake.log[0], "extract_cnn_features") as log:
         snakemake.input.model,
         snakemake.input.faces,
         snakemake.output.h5,
-        batch_size=snakemake.params.batch_size,
-        device=snakemake.params.device,
+        batch_size=snakemake.config["cnn"]["eval_batch_size"],  # inference settings: not in params
+        device=snakemake.config["cnn"]["device"],
         threads=snakemake.threads,
     )
     log.info("%s: %s", snakemake.output.h5, counts)

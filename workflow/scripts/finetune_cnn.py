@@ -1,5 +1,6 @@
 """Snakemake script: fine-tune a CNN on the clip faces → model.pt, predictions.csv, metrics.json."""
 
+from avfer.datasets.splits import read_splits
 from avfer.train.cnn import finetune
 from avfer.workflow import logged
 
@@ -8,13 +9,16 @@ with logged(snakemake.log[0], "finetune_cnn") as log:
     metrics = finetune(
         snakemake.wildcards.backbone,
         list(inputs["faces"]),
-        snakemake.params.cnn,
+        snakemake.config["cnn"],  # params hold its result-affecting part (the rerun trigger)
         model_path=snakemake.output.model,
         predictions_path=snakemake.output.predictions,
         metrics_path=snakemake.output.metrics,
         confusion_path=snakemake.output.confusion,
         init=str(inputs["init"]) if "init" in inputs else None,
+        assignment=read_splits(inputs["splits"]),
         seed=snakemake.params.seed,
         threads=snakemake.threads,
     )
-    log.info("cnn_%s: val accuracy %.4f", snakemake.wildcards.backbone, metrics["val"]["accuracy"])
+    log.info(
+        "cnn_%s: %s", snakemake.wildcards.backbone, {s: round(m["accuracy"], 4) for s, m in metrics.items()}
+    )

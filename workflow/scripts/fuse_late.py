@@ -21,13 +21,14 @@ with logged(snakemake.log[0], "fuse_late") as log:
         max_points=cfg["max_points"],
         folds=cfg["cv_folds"],
         rounds=cfg["class_rounds"],
-        chunk=cfg["chunk_size"],
+        chunk=snakemake.config["fusion"]["chunk_size"],  # memory only: not in params
         seed=snakemake.params.seed,
         truth=truth[0] if truth else None,
     )
     log.info(
-        "late fusion: %s, val accuracy %.4f, cv accuracy %s",
+        "late fusion: %s, val_fitted accuracy %.4f, nested cv accuracy %s, test %s",
         result["method"],
-        result["val"]["accuracy"],
+        result["val_fitted"]["accuracy"],
         result["cv"]["accuracy"],
+        result.get("test", {}).get("accuracy"),
     )

@@ -6,8 +6,8 @@ from avfer.workflow import logged
 with logged(snakemake.log[0], "pretrain_cnn") as log:
     metrics = pretrain(
         snakemake.wildcards.backbone,
-        snakemake.params.pretrain,
-        snakemake.params.cnn,
+        snakemake.config["pretrain"],  # params hold their result-affecting part (the rerun trigger)
+        snakemake.config["cnn"],
         model_path=snakemake.output.model,
         metrics_path=snakemake.output.metrics,
         seed=snakemake.params.seed,

@@ -9,6 +9,7 @@ with logged(snakemake.log[0], "summarize_models") as log:
         dict(zip(snakemake.params.models, snakemake.input.metrics, strict=True)),
         snakemake.input.fusion,
         snakemake.output.table,
+        out_fallbacks=snakemake.output.fallbacks,
         predictions=dict(zip(snakemake.params.models, snakemake.input.predictions, strict=True)),
         truth=truth[0] if truth else None,
     )

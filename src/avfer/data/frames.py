@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,11 +67,13 @@ class FrameStore:
         chans: int,
         splits: Sequence[str] | None = None,
         labelled_only: bool = False,
+        assignment: Mapping[str, tuple[str, str]] | None = None,
     ) -> FrameStore:
         """Read the face frames of every clip (of ``splits``) of the face caches ``paths``.
 
-        Clips whose status is not ``ok`` or that have no face frame are listed in ``clips``
-        with ``n_faces = 0`` and contribute no frames.
+        ``assignment`` (clip id → (split, label), a protocol run) replaces the caches' own split
+        and label; clips it does not list are skipped. Clips whose status is not ``ok`` or that
+        have no face frame are listed in ``clips`` with ``n_faces = 0`` and contribute no frames.
         """
         chunks: list[np.ndarray] = []
         clip_of: list[np.ndarray] = []
@@ -80,7 +82,16 @@ class FrameStore:
         for path in paths:
             with open_cache(path, "faces") as f:
                 for clip_id, g in f[CLIPS].items():
-                    split, label = str(g.attrs["split"]), str(g.attrs["label"])
+                    if assignment is not None and clip_id not in assignment:
+                        continue
+                    split, label = (
+                        assignment[clip_id]
+                        if assignment is not None
+                        else (
+                            str(g.attrs["split"]),
+                            str(g.attrs["label"]),
+                        )
+                    )
                     status = str(g.attrs["status"])
                     if (splits is not None and split not in splits) or (labelled_only and not label):
                         continue

@@ -37,6 +37,7 @@ class Clip:
     split: str
     label: str
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    status: str = "ok"  # of its caches: the first that is not ok (no_face, no_audio, failed, ...)
 
     @property
     def target(self) -> int:
@@ -50,7 +51,7 @@ def _read(paths: Iterable[str], kind: str, names: Mapping[str, str]) -> dict[str
         arrays = {key: rec.data[ds] for key, ds in names.items() if ds in rec.data}
         if kind == "audio":
             arrays["has_audio"] = np.asarray(rec.status not in ("no_audio", "failed"))
-        out[rec.clip_id] = Clip(rec.clip_id, rec.split, rec.label, arrays)
+        out[rec.clip_id] = Clip(rec.clip_id, rec.split, rec.label, arrays, str(rec.status))
     return out
 
 
@@ -62,12 +63,18 @@ def _fit_length(arr: np.ndarray, length: int) -> np.ndarray:
 
 
 def load_clips(
-    feature_paths: Sequence[str] = (), audio_paths: Sequence[str] = (), *, keys: Iterable[str]
+    feature_paths: Sequence[str] = (),
+    audio_paths: Sequence[str] = (),
+    *,
+    keys: Iterable[str],
+    assignment: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[Clip]:
     """Read the inputs ``keys`` of every clip from the feature and/or audio caches, joined by clip id.
 
     Frame arrays of the two caches are cut or padded (invalid) to the video length when they
     differ; a failed clip gets empty (all-invalid) inputs. Order: that of the first cache.
+    ``assignment`` (clip id → (split, label), a protocol run) replaces the caches' split and
+    label; clips it does not list are left out.
     """
     keys = set(keys)
     sources = []
@@ -91,6 +98,10 @@ def load_clips(
     }
     clips = []
     for clip_id, clip in first.items():
+        if assignment is not None and clip_id not in assignment:
+            continue
+        split, label = assignment[clip_id] if assignment is not None else (clip.split, clip.label)
+        status = next((s[clip_id].status for s in sources if s[clip_id].status != "ok"), "ok")
         arrays: dict[str, np.ndarray] = {}
         for source in sources:
             arrays.update(source[clip_id].arrays)
@@ -117,8 +128,14 @@ def load_clips(
         for k in ("video_mask", "audio_mask", "has_audio"):
             if k in arrays:
                 arrays[k] = np.asarray(arrays[k], dtype=bool)
-        clips.append(Clip(clip_id, clip.split, clip.label, arrays))
+        clips.append(Clip(clip_id, split, label, arrays, status))
     return clips
+
+
+def visible(clip: Clip) -> bool:
+    """Whether a model has any valid input of the clip (else it gets the fallback)."""
+    masks = [clip.arrays[k] for k in ("video_mask", "audio_mask", "has_audio") if k in clip.arrays]
+    return any(bool(np.any(m)) for m in masks) if masks else True
 
 
 @dataclass

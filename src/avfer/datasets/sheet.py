@@ -1,12 +1,15 @@
-"""The sample sheet: one row per clip, ``clip_id, path, split, label, shard``.
+"""The sample sheet: one row per clip, ``clip_id, path, split, label, group, fold, shard``.
 
 Every later stage reads clips through this sheet. Clips are grouped into shards of
 ``shard_size`` clips per split (``train-000``, ``val-001``, ...), so a dataset of thousands of
-clips becomes tens of jobs, not thousands.
+clips becomes tens of jobs, not thousands. ``split`` is the dataset's own split; what each clip
+is used for (train / dev / val / test, or a k-fold run) is :mod:`avfer.datasets.splits`' job.
+``group`` (speaker / actor / movie) and ``fold`` (official folds) are '' when unknown.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,12 @@ from avfer.datasets.adapters import (
     from_ravdess,
 )
 from avfer.io.atomic import atomic_path
+from avfer.io.hdf5 import config_hash
 from avfer.labels import EMOTIONS
 
 SPLITS = ("train", "val", "test")
-SHEET_COLUMNS = ("clip_id", "path", "split", "label", "shard")
+SHEET_COLUMNS = ("clip_id", "path", "split", "label", "group", "fold", "shard")
+_OPTIONAL = ("group", "fold")
 
 
 def _rows_for(cfg: Mapping[str, Any]) -> list[Row]:
@@ -54,7 +59,9 @@ def check_rows(rows: list[Row]) -> pd.DataFrame:
     """Validate adapter rows (files exist, ids unique, splits and labels known) → DataFrame."""
     if not rows:
         raise DatasetError("the dataset has no video clips (check dataset.root / dataset.format)")
-    df = pd.DataFrame(rows, columns=["clip_id", "path", "split", "label"])
+    df = pd.DataFrame(rows)
+    for col in _OPTIONAL:
+        df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
     for rec in df.itertuples():
         if not Path(rec.path).is_file():
             raise DatasetError(f"{rec.path}: video file listed for clip {rec.clip_id} does not exist")
@@ -90,6 +97,20 @@ def build_sample_sheet(cfg: Mapping[str, Any]) -> pd.DataFrame:
     return assign_shards(check_rows(_rows_for(cfg)), int(cfg["shard_size"]))
 
 
+def dataset_fingerprint(cfg: Mapping[str, Any]) -> str:
+    """A hash of the names, sizes and times of the files under ``cfg['root']`` (the sample sheet
+    is rebuilt when files are added, removed or replaced); '' when the root does not exist."""
+    root = Path(cfg["root"])
+    if not root.is_dir():
+        return ""
+    entries = []
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            st = os.stat(os.path.join(dirpath, name))
+            entries.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
+    return config_hash(sorted(entries))
+
+
 def write_sample_sheet(df: pd.DataFrame, path: str | Path) -> None:
     """Atomically write the sheet as CSV."""
     with atomic_path(path) as tmp:
@@ -99,9 +120,12 @@ def write_sample_sheet(df: pd.DataFrame, path: str | Path) -> None:
 def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     """Read a sample sheet written by :func:`write_sample_sheet` (labels '' when unlabelled)."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = set(SHEET_COLUMNS) - set(df.columns)
+    missing = set(SHEET_COLUMNS) - set(_OPTIONAL) - set(df.columns)
     if missing:
         raise DatasetError(f"{path}: sample sheet lacks column(s) {sorted(missing)}")
+    for col in _OPTIONAL:
+        if col not in df.columns:
+            df[col] = ""
     return df
 
 

@@ -12,7 +12,10 @@ models' votes or scores, fitted on labelled validation clips):
 
 Every method is also cross-validated over the validation clips (stratified K folds: fit on
 K-1 folds, predict the held-out fold), so each has an estimate that was not fitted to itself;
-``auto`` picks the method with the best cross-validated objective.
+``auto`` picks the method with the best cross-validated objective. Picking the best of several
+cross-validated scores is itself a fit, so the reported estimate of the whole procedure is
+*nested* (:func:`nested_cross_validate`): in each outer fold the method and its weights are
+chosen on the other folds only, and the held-out fold is predicted once.
 """
 
 from __future__ import annotations
@@ -114,6 +117,27 @@ def _summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in ("accuracy", "uar", "macro_f1", "confusion")}
 
 
+def cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``(fit, held-out)`` index pairs over the clips ``y`` (at most as many folds as
+    the largest class has clips; none when that is below 2)."""
+    k = min(folds, int(np.bincount(y, minlength=NUM_CLASSES).max())) if len(y) else 0
+    if k < 2:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # classes with fewer clips than folds
+        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+_NO_ESTIMATE = {"accuracy": None, "uar": None, "macro_f1": None, "folds": 0, "per_fold": []}
+
+
+def _held_out_metrics(
+    y: np.ndarray, held_out: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, Any]:
+    per_fold = [float(np.mean(held_out[idx] == y[idx])) for _, idx in splits]
+    return {**_summary(compute_metrics(y, held_out)), "folds": len(splits), "per_fold": per_fold}
+
+
 def cross_validate(
     method: str, scores: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, **fit_kw: Any
 ) -> dict[str, Any]:
@@ -122,20 +146,81 @@ def cross_validate(
     Returns the metrics of the pooled held-out predictions plus ``folds`` and ``per_fold``
     accuracies; ``None``-valued metrics when there are too few clips per class for 2 folds.
     """
-    counts = np.bincount(y, minlength=NUM_CLASSES)
-    k = min(folds, int(counts.max()))
-    if k < 2:
-        return {"accuracy": None, "uar": None, "macro_f1": None, "folds": 0, "per_fold": []}
+    splits = cv_folds(y, folds, seed)
+    if not splits:
+        return dict(_NO_ESTIMATE)
     held_out = np.empty(len(y), dtype=int)
-    per_fold = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # classes with fewer clips than folds
-        splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     for fit_idx, test_idx in splits:
         rule = fit_rule(method, scores[:, fit_idx], y[fit_idx], **fit_kw)
         held_out[test_idx] = rule.apply(scores[:, test_idx]).argmax(axis=1)
-        per_fold.append(float(np.mean(held_out[test_idx] == y[test_idx])))
-    return {**_summary(compute_metrics(y, held_out)), "folds": k, "per_fold": per_fold}
+    return _held_out_metrics(y, held_out, splits)
+
+
+def select_method(
+    methods: Sequence[str],
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    objective: str,
+    folds: int,
+    seed: int,
+    **fit_kw: Any,
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The method with the best cross-validated ``objective`` on these clips (ties: the earlier in
+    ``methods``) and every method's estimate; one method is returned without cross-validating."""
+    if len(methods) == 1:
+        return methods[0], {}
+    cv = {m: cross_validate(m, scores, y, folds=folds, seed=seed, **fit_kw) for m in methods}
+    order = list(methods)
+    best = max(
+        order, key=lambda m: (cv[m][objective] if cv[m][objective] is not None else -1.0, -order.index(m))
+    )
+    return best, cv
+
+
+def nested_predictions(
+    methods: Sequence[str],
+    scores: np.ndarray,
+    y: np.ndarray,
+    outer: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    objective: str,
+    folds: int,
+    seed: int,
+    **fit_kw: Any,
+) -> tuple[np.ndarray, list[str]]:
+    """Held-out class of every clip when, in each ``outer`` fold, the method (:func:`select_method`)
+    and its weights are chosen on the other folds only; and the method each fold chose."""
+    held_out = np.empty(len(y), dtype=int)
+    chosen = []
+    for fit_idx, test_idx in outer:
+        s_fit, y_fit = scores[:, fit_idx], y[fit_idx]
+        best, _ = select_method(methods, s_fit, y_fit, objective=objective, folds=folds, seed=seed, **fit_kw)
+        rule = fit_rule(best, s_fit, y_fit, **fit_kw)
+        held_out[test_idx] = rule.apply(scores[:, test_idx]).argmax(axis=1)
+        chosen.append(best)
+    return held_out, chosen
+
+
+def nested_cross_validate(
+    methods: Sequence[str],
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    objective: str = "accuracy",
+    folds: int = 5,
+    seed: int = 0,
+    **fit_kw: Any,
+) -> dict[str, Any]:
+    """Nested estimate of "pick the best of ``methods`` by CV, then fit it": metrics of the pooled
+    held-out predictions of :func:`nested_predictions`, ``per_fold`` accuracies and ``chosen``."""
+    outer = cv_folds(y, folds, seed)
+    if not outer:
+        return {**_NO_ESTIMATE, "chosen": []}
+    held_out, chosen = nested_predictions(
+        methods, scores, y, outer, objective=objective, folds=folds, seed=seed, **fit_kw
+    )
+    return {**_held_out_metrics(y, held_out, outer), "chosen": chosen}
 
 
 @dataclass

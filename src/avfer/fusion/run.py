@@ -1,10 +1,15 @@
 """The ``fuse_late`` and ``summarize_models`` stages: fit every late-fusion method on the
 validation clips, cross-validate them, pick one, and write ``late_fusion.json``, the fused
-``predictions.csv`` / ``metrics.json``, the EmotiW submission folder and the summary table."""
+``predictions.csv`` / ``metrics.json``, the EmotiW submission folder and the summary table.
+
+Every number says what it was fitted on: ``val_fitted`` (the weights were fitted on these very
+clips: in-sample, optimistic), ``cv`` (nested cross-validation over the val clips: the method
+choice and the weights never saw the clips they are scored on), ``test`` (held-out clips with
+labels from the sample sheet or a hidden-truth file, never used for any choice).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -12,31 +17,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from avfer.errors import AvferError
 from avfer.fusion.late import (
     METHODS,
     FusionRule,
+    ScoreTable,
     cross_validate,
     fit_rule,
     load_scores,
+    nested_cross_validate,
     read_truth,
     truth_metrics,
 )
 from avfer.fusion.search import simplex_divisions, simplex_size
-from avfer.io.atomic import atomic_path, write_json
+from avfer.io.atomic import write_json
 from avfer.labels import EMOTIONS
 from avfer.metrics import (
     compute_metrics,
     evaluate_predictions,
     plot_confusion,
     predictions_frame,
-    read_predictions,
     write_metrics,
     write_predictions,
 )
-from avfer.models.specs import parse_model_name
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,28 @@ def write_submission(folder: str | Path, predictions: Mapping[str, str]) -> None
     tmp.rename(folder)
 
 
+def _protocol(table: ScoreTable) -> dict[str, Any]:
+    """What selected, fitted and tested what, from the splits present in the predictions."""
+    present = set(table.splits.tolist())
+    selection = "dev" if "dev" in present else "val"
+    return {
+        "model_selection": selection,
+        "fusion_fit": "val",
+        "test": "test",
+        "single_model_val": "held-out" if selection == "dev" else "optimistic (val also selected epochs)",
+        "clips": {s: int((table.splits == s).sum()) for s in ("train", "dev", "val", "test") if s in present},
+    }
+
+
+def _test_labels(table: ScoreTable, truth: str | None) -> dict[str, str]:
+    """Labels of the test clips: the sheet's (in the predictions), completed by a hidden-truth file."""
+    labels = {
+        c: lab for c, s, lab in zip(table.clip_ids, table.splits, table.labels, strict=True) if s == "test"
+    }
+    hidden = read_truth(truth) if truth else {}
+    return {c: labels[c] or hidden.get(c, "") for c in labels}
+
+
 def run_late_fusion(
     predictions: Mapping[str, str],
     *,
@@ -95,9 +120,11 @@ def run_late_fusion(
 ) -> dict[str, Any]:
     """Fuse the models whose ``predictions`` (model → predictions.csv) are given; write the outputs.
 
-    Every method in ``methods`` is fitted on all labelled validation clips (``val``, in-sample)
+    Every method in ``methods`` is fitted on all labelled val clips (``val_fitted``, in-sample)
     and cross-validated (``cv``); ``method="auto"`` picks the best ``cv`` ``objective`` (ties: the
-    earlier method in ``methods``). ``truth`` (a CSV of hidden test labels) adds ``test`` metrics.
+    earlier method). The reported ``cv`` of the result is nested (the choice of the method is
+    redone inside each outer fold). Test clips with labels (the sample sheet's, or ``truth``, a
+    CSV of hidden labels) give ``test`` metrics; they are never used for any choice.
     """
     if method != "auto" and method not in methods:
         raise AvferError(f"fusion.method {method!r} is not in fusion.methods {list(methods)}")
@@ -105,6 +132,7 @@ def run_late_fusion(
     scores_val, y_val = table.labelled("val")
     divisions = fit_divisions(len(table.models), step, max_points)
     fit_kw = {"divisions": divisions, "metric": objective, "rounds": rounds, "chunk": chunk}
+    candidates = list(methods) if method == "auto" else [method]
     rules: dict[str, FusionRule] = {}
     report: dict[str, Any] = {}
     for name in methods:
@@ -115,34 +143,49 @@ def run_late_fusion(
         cv = cross_validate(name, scores_val, y_val, folds=folds, seed=seed, **fit_kw)
         report[name] = {
             "weights": dict(zip(table.models, rules[name].model_weights().round(6).tolist(), strict=True)),
-            "val": _brief(in_sample),
+            "val_fitted": _brief(in_sample),
             "cv": cv,
             "fit_seconds": round(seconds, 4),
         }
-        log.info("%s: val %s %.4f, cv %s %s", name, objective, in_sample[objective], objective, cv[objective])
+        log.info(
+            "%s: val_fitted %s %.4f, cv %s %s",
+            name,
+            objective,
+            in_sample[objective],
+            objective,
+            cv[objective],
+        )
     if method == "auto":
         method = max(methods, key=lambda m: (report[m]["cv"][objective] or -1.0, -methods.index(m)))
     rule = rules[method]
+    nested = nested_cross_validate(
+        candidates, scores_val, y_val, objective=objective, folds=folds, seed=seed, **fit_kw
+    )
+    log.info("nested cv (%s): %s %s, chosen per fold %s", "auto" if len(candidates) > 1 else method,
+             objective, nested[objective], nested["chosen"])  # fmt: skip
 
     fused = rule.apply(table.scores)
     frame = predictions_frame(table.clip_ids, table.splits, table.labels, fused)
+    test_labels = _test_labels(table, truth)
+    in_test = frame["split"] == "test"
+    frame.loc[in_test, "label"] = [test_labels[c] for c in frame.loc[in_test, "clip_id"]]
     write_predictions(out_predictions, frame)
-    write_metrics(out_metrics, evaluate_predictions(frame))
+    write_metrics(out_metrics, {**evaluate_predictions(frame), "val_fitted": True})
     test = frame[frame["split"] == "test"]
     test_predictions = dict(zip(test["clip_id"], test["pred"], strict=True))
     write_submission(out_submission, test_predictions)
 
-    hidden = read_truth(truth) if truth else {}
     is_test = table.splits == "test"
     test_ids = [c for c, t in zip(table.clip_ids, is_test, strict=True) if t]
     models: dict[str, Any] = {}
     for i, name in enumerate(table.models):
         models[name] = {"val": _brief(compute_metrics(y_val, scores_val[i].argmax(axis=1)))}
-        if hidden:
-            preds = table.scores[i][is_test].argmax(axis=1)
-            models[name]["test"] = truth_metrics(test_ids, preds, hidden)
+        scored = truth_metrics(test_ids, table.scores[i][is_test].argmax(axis=1), test_labels)
+        if scored:
+            models[name]["test"] = scored
     result: dict[str, Any] = {
         "method": method,
+        "selected_by": "cv" if len(candidates) > 1 else "config",
         "objective": objective,
         "weights": report[method]["weights"],
     }
@@ -154,65 +197,18 @@ def run_late_fusion(
     result.update(
         step=1.0 / divisions,
         grid_points=simplex_size(len(table.models), divisions),
-        val=report[method]["val"],
-        cv=report[method]["cv"],
+        protocol=_protocol(table),
+        val_fitted=report[method]["val_fitted"],
+        cv=nested,
     )
-    if hidden:
-        result["test"] = truth_metrics(test_ids, fused[is_test].argmax(axis=1), hidden)
+    scored = truth_metrics(test_ids, fused[is_test].argmax(axis=1), test_labels)
+    if scored:
+        result["test"] = scored
     result.update(methods=report, models=models, test_predictions=test_predictions)
     if out_confusion:
-        plot_confusion(result["val"]["confusion"], out_confusion, f"late fusion ({method}), validation")
+        where, shown = ("test", scored) if scored else ("val, nested cv", nested)
+        if not shown.get("confusion"):
+            where, shown = "val_fitted (in-sample)", result["val_fitted"]
+        plot_confusion(shown["confusion"], out_confusion, f"late fusion ({method}): {where}")
     write_json(out_json, result)
     return result
-
-
-def summarize_models(
-    metrics: Mapping[str, str],
-    late_fusion: str | Path,
-    out_csv: str | Path,
-    *,
-    predictions: Mapping[str, str] | None = None,
-    truth: str | None = None,
-) -> pd.DataFrame:
-    """One row per model (family, modality, validation accuracy / UAR / macro F1, test accuracy on
-    hidden labels when ``truth`` is given) and one for the late fusion (with its CV estimate)."""
-    hidden = read_truth(truth) if truth else {}
-    fusion = json.loads(Path(late_fusion).read_text())
-    rows = []
-    for name, path in metrics.items():
-        val = json.loads(Path(path).read_text()).get("val", {})
-        parsed = parse_model_name(name)
-        row = {
-            "model": name,
-            "family": parsed.family,
-            "modality": parsed.modality,
-            "val_accuracy": val.get("accuracy"),
-            "val_uar": val.get("uar"),
-            "val_macro_f1": val.get("macro_f1"),
-            "cv_accuracy": None,
-            "fusion_weight": fusion["weights"].get(name),
-        }
-        if hidden and predictions and name in predictions:
-            df = read_predictions(predictions[name])
-            df = df[df["split"] == "test"]
-            probs = df[[f"p_{e}" for e in EMOTIONS]].to_numpy()
-            test = truth_metrics(df["clip_id"].tolist(), probs.argmax(axis=1), hidden)
-            row["test_accuracy"] = test["accuracy"] if test else None
-        rows.append(row)
-    rows.append(
-        {
-            "model": f"late_fusion ({fusion['method']})",
-            "family": "late_fusion",
-            "modality": "audio-visual",
-            "val_accuracy": fusion["val"]["accuracy"],
-            "val_uar": fusion["val"]["uar"],
-            "val_macro_f1": fusion["val"]["macro_f1"],
-            "cv_accuracy": fusion["cv"]["accuracy"],
-            "fusion_weight": None,
-            **({"test_accuracy": fusion["test"]["accuracy"]} if fusion.get("test") else {}),
-        }
-    )
-    table = pd.DataFrame(rows)
-    with atomic_path(out_csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
-    return table

@@ -29,6 +29,15 @@ class CacheError(AvferError, RuntimeError):
     """A cache file that is missing, of the wrong kind or of an unsupported schema version."""
 
 
+def set_file_locking(enabled: bool) -> None:
+    """HDF5 file locking for this process and the jobs it starts (``HDF5_USE_FILE_LOCKING``):
+    NFS and Lustre mounts without lock support need it off."""
+    if enabled:
+        os.environ.pop("HDF5_USE_FILE_LOCKING", None)
+    else:
+        os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
+
+
 def config_hash(obj: Any) -> str:
     """Short, stable hash of a JSON-serialisable config fragment (key order does not matter)."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()

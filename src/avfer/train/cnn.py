@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from avfer.config import result_settings
 from avfer.data.frames import FrameStore, batch_loader, even_subsample
 from avfer.data.static import load_static
+from avfer.datasets.splits import Assignment, selection_split
 from avfer.errors import AvferError
-from avfer.io.hdf5 import config_hash
-from avfer.labels import EMOTIONS, NUM_CLASSES
+from avfer.labels import EMOTIONS
 from avfer.metrics import (
     compute_metrics,
     evaluate_predictions,
@@ -33,13 +34,12 @@ from avfer.metrics import (
 )
 from avfer.models.face import FaceModel, save_face_model
 from avfer.train.cnn_predict import aggregate_frames, predict_clips
+from avfer.train.common import class_weights, file_stamps, resume_path, train_prior
 from avfer.train.loop import FitResult, fit, predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
 Score = Callable[[np.ndarray, np.ndarray], float]
-# config keys that do not change a trained model (left out of the resume-checkpoint hash)
-_NOT_RESULTS = ("resources", "eval_batch_size", "workers", "protect", "device", "backbones", "enabled")
 
 
 def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None = None) -> FaceModel:
@@ -53,17 +53,6 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
         normalization=cnn["normalization"],
         pretrained_path=init,
     )
-
-
-def class_weights(targets: np.ndarray, enabled: bool = True) -> torch.Tensor | None:
-    """Inverse-frequency class weights (mean 1 over the classes present; 0 for absent ones)."""
-    if not enabled:
-        return None
-    counts = np.bincount(targets[targets >= 0], minlength=NUM_CLASSES).astype(np.float64)
-    present = counts > 0
-    w = np.zeros(NUM_CLASSES)
-    w[present] = counts[present].sum() / (present.sum() * counts[present])
-    return torch.tensor(w, dtype=torch.float32)
 
 
 def _score(select_on: str) -> Score:
@@ -84,23 +73,6 @@ def _clip_score(select_on: str, groups: np.ndarray, clip_targets: np.ndarray) ->
         return float(m[select_on])
 
     return score
-
-
-def resume_path(folder: str | Path, *parts: Any) -> Path:
-    """``<folder>/resume-<hash>.pt`` for this config + inputs; stale resume files are removed."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"resume-{config_hash(parts)}.pt"
-    for old in folder.glob("resume-*.pt"):
-        if old != path:
-            log.info("removing stale resume checkpoint %s", old)
-            old.unlink()
-    return path
-
-
-def file_stamps(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of each input: part of the resume hash, so new inputs start afresh."""
-    return [(str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
 
 
 def train_model(
@@ -228,8 +200,8 @@ def pretrain(
 
 
 def _settings(section: Mapping[str, Any]) -> dict[str, Any]:
-    """A config section without what does not change results (resources, eval batch size)."""
-    return {k: v for k, v in section.items() if k not in _NOT_RESULTS}
+    """A config section without what does not change results (part of the resume hash)."""
+    return result_settings(section, "backbones", "enabled")
 
 
 def _static_stamps(pretrain_cfg: Mapping[str, Any]) -> list[tuple[str, int, int]]:
@@ -258,14 +230,17 @@ def finetune(
     metrics_path: str | Path,
     confusion_path: str | Path | None = None,
     init: str | Path | None = None,
+    assignment: Assignment | None = None,
     seed: int = 0,
     threads: int | None = None,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on the face frames of the train clips (each frame labelled with its clip's
-    label; frames without a face excluded), select on the val clips, then predict every clip
-    of ``face_paths`` and write ``model.pt``, ``predictions.csv``, ``metrics.json`` and the val
-    confusion matrix. ``init`` (e.g. the pre-trained ``model.pt``) overrides ``cnn.pretrained_path``.
+    label; frames without a face excluded), select the epoch on the dev clips (val when the
+    ``assignment`` has no dev split), then predict every clip of ``face_paths`` and write
+    ``model.pt``, ``predictions.csv``, ``metrics.json`` and the confusion matrix of the selection
+    split. ``assignment`` (clip id → split, label; default: the caches' own) is the protocol run;
+    ``init`` (e.g. the pre-trained ``model.pt``) overrides ``cnn.pretrained_path``.
     """
     if threads:
         torch.set_num_threads(threads)
@@ -273,12 +248,14 @@ def finetune(
     device = resolve_device(cnn["device"])
     size, chans = cnn["input_size"], cnn["in_chans"]
     hp = {**cnn["train"], "amp": cnn["amp"]}
-    train = FrameStore.from_caches(face_paths, size=size, chans=chans, splits=["train"], labelled_only=True)
-    val = FrameStore.from_caches(face_paths, size=size, chans=chans, splits=["val"], labelled_only=True)
+    select_on = selection_split(assignment) if assignment is not None else "val"
+    read = {"size": size, "chans": chans, "labelled_only": True, "assignment": assignment}
+    train = FrameStore.from_caches(face_paths, splits=["train"], **read)
+    val = FrameStore.from_caches(face_paths, splits=[select_on], **read)
     if not len(train.images) or not len(val.images):
         raise AvferError(
-            f"finetune: no face frames in the {'train' if not len(train.images) else 'val'} clips of "
-            f"{len(face_paths)} face cache(s) (did face detection fail everywhere?)"
+            f"finetune: no face frames in the {'train' if not len(train.images) else select_on} clips "
+            f"of {len(face_paths)} face cache(s) (did face detection fail everywhere?)"
         )
     model = build_model(backbone, cnn, init or cnn.get("pretrained_path"))
     bs, k = hp["batch_size"], cnn["frames_per_clip"]
@@ -298,12 +275,13 @@ def finetune(
     clip_targets = np.array([EMOTIONS.index(x) for x in val.clips["label"]])
     per_epoch = train_loader.sampler._epoch_size()
     log.info(
-        "finetune %s: %d train frames of %d clips (%d per epoch), %d val frames of %d clips",
+        "finetune %s: %d train frames of %d clips (%d per epoch), %d %s frames of %d clips",
         backbone,
         len(train.images),
         len(train.clips),
         per_epoch,
         len(sub),
+        select_on,
         len(val.clips),
     )
     weights = class_weights(_epoch_targets(train, k), hp["balanced_loss"])  # frames an epoch sees
@@ -325,16 +303,23 @@ def finetune(
     if _interrupted(result, hp, stop_after):
         return {}  # interrupted on purpose (tests): leave the resume checkpoint, write nothing
     model.load_state_dict(result.best_state)
-    prior = _train_prior(train, cnn["no_face"])
+    prior = train_prior([EMOTIONS.index(x) for x in train.clips["label"]])
     df = predict_clips(
-        model, face_paths, aggregate=cnn["aggregate"], prior=prior, batch_size=cnn["eval_batch_size"]
+        model,
+        face_paths,
+        aggregate=cnn["aggregate"],
+        prior=prior,
+        batch_size=cnn["eval_batch_size"],
+        assignment=assignment,
     )
     metrics = evaluate_predictions(df)
     write_predictions(predictions_path, df)
     write_metrics(metrics_path, metrics)
     if confusion_path is not None:
-        m = metrics["val"]
-        title = f"cnn_{backbone} val: acc {m['accuracy']:.2f}, UAR {m['uar']:.2f} ({cnn['aggregate']})"
+        m = metrics[select_on]
+        title = (
+            f"cnn_{backbone} {select_on}: acc {m['accuracy']:.2f}, UAR {m['uar']:.2f} ({cnn['aggregate']})"
+        )
         plot_confusion(m["confusion"], confusion_path, title)
     extra = {"stage": "finetune", "best_epoch": result.best_epoch, "history": result.history}
     save_face_model(model_path, model, result.best_state, extra | {"prior": prior.tolist()})
@@ -350,11 +335,3 @@ def _epoch_targets(store: FrameStore, k: int | None) -> np.ndarray:
     per_clip = n if k is None else np.minimum(n, k)
     lut = np.array([EMOTIONS.index(x) for x in store.clips["label"]])
     return np.repeat(lut, per_clip)
-
-
-def _train_prior(train: FrameStore, mode: str) -> np.ndarray:
-    """Probability row for clips without a face: train clip label frequencies, or uniform."""
-    if mode == "uniform":
-        return np.full(NUM_CLASSES, 1 / NUM_CLASSES)
-    counts = np.bincount([EMOTIONS.index(x) for x in train.clips["label"]], minlength=NUM_CLASSES)
-    return (counts + 1e-3) / (counts + 1e-3).sum()

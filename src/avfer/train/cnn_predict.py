@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -72,22 +72,29 @@ def predict_clips(
     aggregate: str = "mean",
     prior: np.ndarray,
     batch_size: int = 256,
+    assignment: Mapping[str, tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """Predictions (the shared ``predictions.csv`` frame) for every clip of the face caches,
-    one cache in memory at a time."""
+    """Predictions (the shared ``predictions.csv`` frame) for every clip of the face caches (of
+    ``assignment``), one cache in memory at a time. A clip without a usable face frame gets the
+    ``prior`` row and its face-cache status (``no_face`` when it is ``ok`` but faceless)."""
     size, chans = model.spec["input_size"], model.spec["in_chans"]
     frames = []
     for path in face_paths:
-        store = FrameStore.from_caches([path], size=size, chans=chans)
+        store = FrameStore.from_caches([path], size=size, chans=chans, assignment=assignment)
         probs = aggregate_frames(
             frame_logits(model, store, batch_size), store.clip, len(store.clips), aggregate
         )
         faceless = store.clips["n_faces"].to_numpy() == 0
         probs[faceless] = prior
+        status = store.clips["status"].where(~faceless | (store.clips["status"] != "ok"), "no_face")
         if faceless.any():
-            log.info("%s: %d clip(s) without a face get the prior", path, int(faceless.sum()))
+            log.info(
+                "%s: %d clip(s) without a face get the fallback (train prior)", path, int(faceless.sum())
+            )
         frames.append(
-            predictions_frame(store.clips["clip_id"], store.clips["split"], store.clips["label"], probs)
+            predictions_frame(
+                store.clips["clip_id"], store.clips["split"], store.clips["label"], probs, status
+            )
         )
     return pd.concat(frames, ignore_index=True)
 

@@ -1,11 +1,11 @@
 """Train one sequence model (temporal head, audio model or early fusion) with the shared loop.
 
 :func:`train_sequence_model` reads the caches, standardises with training-split statistics,
-trains with :func:`avfer.train.fit` (early stopping on the validation score, a resumable
-checkpoint after every epoch), and writes ``model.pt``, ``predictions.csv`` and
-``metrics.json`` in the shared format. The resume checkpoint is named by a hash of the model
-spec, training settings, seed and input files, so a changed config or rebuilt cache never
-resumes a stale run.
+trains with :func:`avfer.train.fit` (early stopping on the dev score — val when the protocol
+has no dev split — and a resumable checkpoint after every epoch), and writes ``model.pt``,
+``predictions.csv`` and ``metrics.json`` in the shared format. The resume checkpoint is named
+by a hash of the model spec, training settings, seed, input files and split assignment, so a
+changed config or rebuilt cache never resumes a stale run.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from avfer.config import result_settings
 from avfer.data.sequences import (
     SequenceDataset,
     Standardizer,
@@ -27,16 +28,17 @@ from avfer.data.sequences import (
     fit_standardizers,
     load_clips,
     standardize,
+    visible,
 )
+from avfer.datasets.splits import Assignment, selection_split
 from avfer.errors import AvferError
 from avfer.io.atomic import atomic_path
-from avfer.io.hdf5 import config_hash
-from avfer.labels import NUM_CLASSES
 from avfer.metrics import compute_metrics, evaluate_predictions, predictions_frame, write_metrics
 from avfer.metrics import write_predictions as write_predictions_csv
 from avfer.models.fusion import load_encoder
 from avfer.models.specs import build_model, parse_model_name
 from avfer.models.temporal import parse_head
+from avfer.train.common import class_weights, file_stamps, resume_path, train_prior
 from avfer.train.loop import fit, predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -88,16 +90,6 @@ def _encoder_args(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _file_stamp(paths: Sequence[str]) -> list[tuple[str, int, int]]:
-    return [(str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths]
-
-
-def _class_weights(targets: Sequence[int]) -> torch.Tensor:
-    counts = np.bincount(np.asarray(targets), minlength=NUM_CLASSES).astype(np.float64)
-    weights = np.where(counts > 0, counts.sum() / (NUM_CLASSES * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
-
-
 def train_sequence_model(
     name: str,
     *,
@@ -109,18 +101,22 @@ def train_sequence_model(
     feature_paths: Sequence[str] = (),
     audio_paths: Sequence[str] = (),
     pretrained: Mapping[str, str] | None = None,
+    assignment: Assignment | None = None,
     seed: int = 0,
     threads: int = 1,
     resume_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train model ``name`` and write its model.pt, predictions.csv and metrics.json.
 
-    ``pretrained`` maps ``audio`` / ``video`` to the model.pt of the trained audio GRU / visual
-    GRU whose encoders an early-fusion option starts from. Returns the metrics.
+    ``assignment`` (clip id → (split, label); default: the caches' own) is the protocol run:
+    train fits, dev (else val) selects the epoch. Clips without any valid input get the train
+    prior (status from their caches). ``pretrained`` maps ``audio`` / ``video`` to the model.pt
+    of the trained audio GRU / visual GRU whose encoders an early-fusion option starts from.
+    Returns the metrics.
     """
     torch.set_num_threads(max(1, int(threads)))
     parsed = parse_model_name(name)
-    clips = load_clips(feature_paths, audio_paths, keys=parsed.inputs)
+    clips = load_clips(feature_paths, audio_paths, keys=parsed.inputs, assignment=assignment)
     norms = fit_standardizers(clips)
     standardize(clips, norms)
     dims = {k: int(np.atleast_2d(clips[0].arrays[k]).shape[-1]) for k in norms}
@@ -135,10 +131,11 @@ def train_sequence_model(
         load_encoder(getattr(model, f"{key}_encoder"), ckpt["state_dict"])
         log.info("%s encoder initialised from %s", key, ckpt["spec"]["name"])
 
+    select_on = selection_split([c.split for c in clips])
     train_clips = [c for c in clips if c.split == "train" and c.label]
-    val_clips = [c for c in clips if c.split == "val" and c.label]
+    val_clips = [c for c in clips if c.split == select_on and c.label]
     if not train_clips or not val_clips:
-        raise AvferError(f"{name}: needs labelled train and val clips in the caches")
+        raise AvferError(f"{name}: needs labelled train and {select_on} clips in the caches")
     batch_size = int(train["batch_size"])
     train_loader = DataLoader(
         SequenceDataset(train_clips),
@@ -156,28 +153,21 @@ def train_sequence_model(
     def score(logits: np.ndarray, targets: np.ndarray) -> float:
         return compute_metrics(targets, logits.argmax(axis=1))[metric]
 
-    weight = _class_weights([c.target for c in train_clips]) if train["balanced_loss"] else None
+    weight = class_weights([c.target for c in train_clips], train["balanced_loss"])
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=train["lr"], weight_decay=train["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train["epochs"]))
     resume = None
     if resume_dir is not None:
-        stamp = {
-            "spec": spec,
-            "train": dict(train),
-            "seed": seed,
-            "inputs": _file_stamp([*feature_paths, *audio_paths, *(pretrained or {}).values()]),
-        }
-        resume = Path(resume_dir) / f"resume-{config_hash(stamp)}.pt"
-        for stale in Path(resume_dir).glob("resume-*.pt"):
-            if stale != resume:
-                stale.unlink()
-    device = resolve_device(train["device"])
+        inputs = file_stamps([*feature_paths, *audio_paths, *(pretrained or {}).values()])
+        protocol = sorted((c.clip_id, c.split, c.label) for c in clips)
+        resume = resume_path(resume_dir, spec, result_settings(train), seed, inputs, protocol)
+    device = resolve_device(train.get("device", "auto"))
     result = fit(
         model,
         train_loader,
         loader(val_clips),
-        criterion=nn.CrossEntropyLoss(weight=weight).to(device),
+        criterion=nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None),
         optimizer=optimizer,
         score=score,
         epochs=int(train["epochs"]),
@@ -192,17 +182,25 @@ def train_sequence_model(
     model.load_state_dict(result.best_state)
     logits, _ = predict(model, loader(clips), device)
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    unseen = np.array([not visible(c) for c in clips], dtype=bool)
+    probs[unseen] = train_prior([c.target for c in train_clips])
+    blind = "no_face" if "video_mask" in parsed.inputs else "no_audio"  # a cache said ok, yet no input
+    status = [
+        ("ok" if not u else blind if c.status == "ok" else c.status)
+        for c, u in zip(clips, unseen, strict=True)
+    ]
     df = predictions_frame(
-        [c.clip_id for c in clips], [c.split for c in clips], [c.label for c in clips], probs
+        [c.clip_id for c in clips], [c.split for c in clips], [c.label for c in clips], probs, status
     )
     metrics = evaluate_predictions(df)
     log.info(
-        "%s: best epoch %d, val %s %.3f, val accuracy %.3f",
+        "%s: best epoch %d, %s %s %.3f; %d clip(s) without input got the fallback",
         name,
         result.best_epoch,
+        select_on,
         metric,
         result.best_score,
-        metrics["val"]["accuracy"],
+        int(unseen.sum()),
     )
     with atomic_path(out_model) as tmp:
         torch.save(

@@ -1,0 +1,151 @@
+"""The evaluation protocol: which clips train, select, fuse and test each model.
+
+The sample sheet keeps the dataset's own split (``train``/``val``/``test``: the caches of the
+per-clip stages are built from it and never depend on the protocol). A *split assignment*
+(``splits.csv``: ``clip_id, split, label, group``) then says what every clip is used for:
+
+* ``train``: fits the models;
+* ``dev``: carved from ``train`` (stratified by label, grouped by ``group`` when the sheet has
+  groups: speaker / actor / movie), selects every model's best epoch (early stopping);
+* ``val``: used by late fusion only (its weights and method), never by a single model;
+* ``test``: scored, never used for a choice.
+
+``dataset.dev_fraction: 0`` opts out: models then select on ``val`` too (today's EmotiW habit,
+optimistic for every val number). ``dataset.folds: K`` replaces the dataset's splits by K
+subject-independent folds (or the dataset's official ``fold`` column): in run *k* fold *k* is
+``test``, fold *k+1 mod K* is ``val``, and the rest is ``train`` (with its ``dev``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from avfer.datasets.adapters import DatasetError
+from avfer.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_SPLITS = ("train", "dev", "val", "test")
+SPLIT_COLUMNS = ("clip_id", "split", "label", "group")
+
+# clip id -> (split, label): what a reader of the caches uses instead of the cache attributes
+Assignment = Mapping[str, tuple[str, str]]
+
+
+def _groups(df: pd.DataFrame) -> np.ndarray:
+    """Group of each clip: its ``group`` value, or the clip itself when it has none."""
+    group = df["group"] if "group" in df.columns else pd.Series("", index=df.index)
+    return np.where(group.astype(str) != "", "g:" + group.astype(str), "c:" + df["clip_id"].astype(str))
+
+
+def _stratified_group_folds(df: pd.DataFrame, k: int, seed: int) -> np.ndarray:
+    """Fold index (0..k-1) of each row: stratified by label, whole groups per fold."""
+    y = df["label"].to_numpy(dtype=str)
+    groups = _groups(df)
+    k = min(k, len(np.unique(groups)))
+    if k < 2:
+        return np.zeros(len(df), dtype=int)
+    folds = np.empty(len(df), dtype=int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # classes with fewer members than folds
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        for i, (_, idx) in enumerate(cv.split(np.zeros(len(df)), y, groups)):
+            folds[idx] = i
+    return folds
+
+
+def carve_dev(df: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+    """``df['split']`` with about ``fraction`` of the labelled train clips moved to ``dev``."""
+    split = df["split"].copy()
+    if fraction <= 0:
+        return split
+    train = df[(df["split"] == "train") & (df["label"] != "")]
+    k = max(2, round(1.0 / fraction))
+    folds = _stratified_group_folds(train, k, seed)
+    if len(np.unique(folds)) < 2:
+        raise DatasetError(
+            f"dataset.dev_fraction {fraction}: the train split has too few clips or groups "
+            f"({len(train)} clips) to carve a dev split; set dataset.dev_fraction: 0"
+        )
+    split.loc[train.index[folds == 0]] = "dev"
+    return split
+
+
+def assign_folds(sheet: pd.DataFrame, k: int, seed: int) -> np.ndarray:
+    """Fold of every labelled clip: the sheet's official ``fold`` column when it has one, else
+    stratified group folds (``group``: subject-independent); -1 for unlabelled clips."""
+    labelled = (sheet["label"] != "").to_numpy()
+    out = np.full(len(sheet), -1, dtype=int)
+    official = sheet["fold"].astype(str) if "fold" in sheet.columns else None
+    if official is not None and (official[labelled] != "").all():
+        names = sorted(official[labelled].unique(), key=lambda s: (len(s), s))
+        if len(names) != k:
+            raise DatasetError(f"dataset.folds is {k} but the sheet's fold column has {len(names)}: {names}")
+        out[labelled] = [names.index(v) for v in official[labelled]]
+        return out
+    out[labelled] = _stratified_group_folds(sheet[labelled], k, seed)
+    if len(np.unique(out[labelled])) < k:
+        raise DatasetError(f"dataset.folds {k}: too few labelled clips or groups for {k} folds")
+    return out
+
+
+def make_splits(
+    sheet: pd.DataFrame, *, dev_fraction: float, seed: int, folds: int = 0, fold: int | None = None
+) -> pd.DataFrame:
+    """The split assignment (:data:`SPLIT_COLUMNS`) of the sample sheet: the dataset's own splits,
+    or run ``fold`` of ``folds`` (unlabelled clips are then left out), with ``dev`` carved."""
+    df = sheet.reset_index(drop=True).copy()
+    if "group" not in df.columns:
+        df["group"] = ""
+    if folds:
+        if fold is None or not 0 <= fold < folds:
+            raise DatasetError(f"fold {fold} is not in 0..{folds - 1}")
+        which = assign_folds(df, folds, seed)
+        df["split"] = np.select(
+            [which == fold, which == (fold + 1) % folds, which >= 0], ["test", "val", "train"], "unused"
+        )
+        df = df[df["split"] != "unused"].reset_index(drop=True)
+    df["split"] = carve_dev(df, dev_fraction, seed)
+    for split in ("train", "val"):
+        if not (df["split"] == split).any():
+            raise DatasetError(f"the split assignment has no {split!r} clips")
+    return df.loc[:, list(SPLIT_COLUMNS)]
+
+
+def write_splits(df: pd.DataFrame, path: str | Path) -> None:
+    """Atomically write a split assignment as CSV."""
+    with atomic_path(path) as tmp:
+        df.loc[:, list(SPLIT_COLUMNS)].to_csv(tmp, index=False)
+
+
+def read_splits(path: str | Path) -> dict[str, tuple[str, str]]:
+    """Read ``splits.csv`` → :data:`Assignment` (clip id → (split, label))."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"clip_id", "split", "label"} - set(df.columns)
+    if missing:
+        raise DatasetError(f"{path}: split assignment lacks column(s) {sorted(missing)}")
+    bad = set(df["split"]) - set(PROTOCOL_SPLITS)
+    if bad:
+        raise DatasetError(f"{path}: unknown split(s) {sorted(bad)}")
+    return {c: (s, lab) for c, s, lab in zip(df["clip_id"], df["split"], df["label"], strict=True)}
+
+
+def selection_split(splits: Mapping[str, Any] | Any) -> str:
+    """The split that selects a model's epoch: ``dev`` when the assignment has one, else ``val``."""
+    values = splits.values() if isinstance(splits, Mapping) else splits
+    present = {v[0] if isinstance(v, tuple) else v for v in values}
+    return "dev" if "dev" in present else "val"
+
+
+def split_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Clips per split, in protocol order (for logs)."""
+    counts = df["split"].value_counts()
+    return {s: int(counts[s]) for s in PROTOCOL_SPLITS if s in counts}
