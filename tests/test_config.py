@@ -69,3 +69,41 @@ def test_snakemake_lint_clean():
     proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Congratulations" in out, out[-3000:]
+
+
+def test_user_config_never_inherits_the_demo(tmp_path):
+    """A config with only a dataset section resolves to the schema's defaults (no demo data, no
+    pre-training, every trained model fused), for avfer and for Snakemake alike."""
+    media = tmp_path / "media"
+    media.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (media / name).write_bytes(b"")
+    (media / "list.csv").write_text("path,split,label\na.mp4,train,Happy\nb.mp4,val,Sad\n")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"dataset": {"format": "manifest", "manifest": str(media / "list.csv")}}))
+    cfg = load_config(mine)
+    assert cfg["dataset"]["generate_demo"] is False and cfg["pretrain"]["datasets"] == []
+    assert cfg["fusion"]["models"] == [] and cfg["results"] == "results"
+    demo = load_config()  # no file: the demo
+    assert demo["dataset"]["generate_demo"] is True and demo["pretrain"]["datasets"]
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", str(mine)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "build_sample_sheet" in out and "make_demo_dataset" not in out and "pretrain_cnn" not in out
+    assert "no static pre-training" in out
+
+
+def test_result_settings_leave_out_how_a_job_runs():
+    from avfer.config import result_settings
+
+    cfg = validate_config({})
+    for section in ("faces", "cnn", "temporal", "audio_models", "early_fusion", "pretrain"):
+        kept = result_settings(cfg[section])
+        assert not {"resources", "device", "eval_batch_size", "workers", "protect"} & set(kept)
+        assert "device" not in kept.get("train", {})
+    assert result_settings(cfg["temporal"])["train"]["lr"] == cfg["temporal"]["train"]["lr"]

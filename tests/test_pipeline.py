@@ -25,10 +25,17 @@ SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or 
 SINGLE = ("visual", "audio")
 
 
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
 def _config(results: Path) -> dict:
-    """The demo with one shard per split, fewer models and shorter trainings; the late fusion
-    fuses the single-modality models only."""
-    return {
+    """The demo config (a --configfile replaces it whole, so start from a copy) with one shard per
+    split, fewer models and shorter trainings; the late fusion fuses single-modality models only."""
+    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return _merge(demo, {
         "results": str(results),
         "dataset": {"root": str(results / "data" / "demo"), "shard_size": 64},
         "pretrain": {"datasets": [{"format": "fer2013", "path": str(results / "data/demo/fer2013.csv")}]},
@@ -45,7 +52,7 @@ def _config(results: Path) -> dict:
                 "audio_gru",
             ]
         },
-    }
+    })  # fmt: skip
 
 
 def _snakemake(configfile: Path, *targets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -80,17 +87,23 @@ def test_late_fusion_beats_every_single_modality(run):
     best_val = max(r["val"]["accuracy"] for r in singles.values())
     best_test = max(r["test"]["accuracy"] for r in singles.values())
     # Face alone and voice alone each tell 4 groups apart (at most 4/7 = 0.57); both tell all 7.
-    assert fusion["val"]["accuracy"] >= best_val + 0.15
+    assert fusion["val_fitted"]["accuracy"] >= best_val + 0.15
     assert fusion["cv"]["accuracy"] >= best_val + 0.1
     assert fusion["test"]["accuracy"] >= best_test + 0.15
+    # the nested estimate re-does the choice of method and weights without the scored clips
+    assert fusion["cv"]["accuracy"] < fusion["val_fitted"]["accuracy"]
+    assert fusion["protocol"]["model_selection"] == "dev"
 
 
 def test_outputs_layout(run):
     results = run["results"]
     fusion = _fusion(results)
-    for key in ("method", "weights", "val", "cv", "models", "test_predictions"):
+    for key in ("method", "weights", "val_fitted", "cv", "protocol", "models", "test_predictions"):
         assert key in fusion
-    assert set(fusion["val"]) >= {"accuracy", "uar", "macro_f1", "confusion"}
+    assert set(fusion["val_fitted"]) >= {"accuracy", "uar", "macro_f1", "confusion"}
+    splits = pd.read_csv(results / "splits.csv", dtype=str, keep_default_na=False)
+    assert set(splits["split"]) == {"train", "dev", "val", "test"}
+    assert not (results / "cv_summary.json").exists()
     sheet = pd.read_csv(results / "samples.csv", dtype=str, keep_default_na=False)
     test_ids = set(sheet.loc[sheet["split"] == "test", "clip_id"])
     assert set(fusion["test_predictions"]) == test_ids
@@ -102,9 +115,41 @@ def test_outputs_layout(run):
         assert not list((results / "models" / model).glob("resume-*.pt"))
     summary = pd.read_csv(results / "summary.csv")
     assert len(summary) == 6 + 1 and summary["family"].iloc[-1] == "late_fusion"  # earlyd not fused
+    assert summary["test_accuracy"].notna().all() and summary["val_fitted_accuracy"].notna().sum() == 1
+    fallbacks = pd.read_csv(results / "fallbacks.csv", dtype=str, keep_default_na=False)
+    # the demo has clips without audio: the audio models give them the fallback, and say so
+    assert {"audio_mlp", "audio_gru"} <= set(fallbacks["model"]) and set(fallbacks["status"]) <= {
+        "no_audio",
+        "no_face",
+        "failed",
+    }
+    audio = pd.read_csv(results / "models" / "audio_mlp" / "predictions.csv", keep_default_na=False)
+    assert (audio["status"] == "no_audio").sum() >= 1
+    metrics = json.loads((results / "models" / "audio_mlp" / "metrics.json").read_text())
+    assert {"dev", "val"} <= set(metrics) and metrics["val"]["seen"]["n"] <= metrics["val"]["n"]
     assert (results / "models" / "earlyd_mini_xception" / "metrics.json").exists()
     fused = pd.read_csv(results / "fusion" / "predictions.csv", dtype={"clip_id": str}, keep_default_na=False)
     assert set(fused["clip_id"]) >= test_ids
+
+
+def test_run_settings_do_not_rerun_anything(run, tmp_path):
+    """Resources, devices and inference batch sizes are not in any rule's params: changing them
+    schedules no job."""
+    cfg = yaml.safe_load(run["configfile"].read_text())
+    for section in ("faces", "pretrain", "cnn", "temporal", "audio_models", "early_fusion"):
+        cfg[section].setdefault("resources", {}).update(threads=1, mem_mb=3333, runtime=77)
+    for section in ("temporal", "audio_models", "early_fusion"):
+        cfg[section]["train"]["device"] = "cpu"
+    cfg["faces"].update(device="cpu", batch_size=7)
+    cfg["cnn"].update(device="cpu", eval_batch_size=33)
+    cfg["pretrain"].update(workers=1)
+    cfg["fusion"]["chunk_size"] = 512
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    targets = (str(run["results"] / "late_fusion.json"), str(run["results"] / "summary.csv"))
+    proc = _snakemake(changed, *targets, extra=("-n",))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
 
 
 def test_report_has_the_summary_table(run, tmp_path):

@@ -40,10 +40,16 @@ def _sample_sheet(args: argparse.Namespace) -> None:
 
 
 def _check_config(args: argparse.Namespace) -> None:
-    from avfer.config import load_config
+    import yaml
 
-    load_config(args.config)
-    print(f"{args.config}: valid")
+    from avfer.config import DEMO_CONFIG, load_config
+
+    cfg = load_config(args.config or None)
+    if args.print:
+        print(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), end="")
+    else:
+        names = ", ".join(args.config) if args.config else f"{DEMO_CONFIG} (the demo)"
+        print(f"{names}: valid")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,19 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-demo", help="generate the synthetic AFEW-style demo dataset")
-    p.add_argument("--config", default="config/config.yaml", help="config file (demo and seed keys)")
+    p.add_argument("--config", help="config file (demo and seed keys; default: the demo config)")
     p.add_argument("--out", help="output folder (default: dataset.root of the config)")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--clips-per-class", type=int, help="override demo.clips_per_class")
     p.set_defaults(func=_make_demo)
 
     p = sub.add_parser("sample-sheet", help="list a dataset's clips per split and label")
-    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--config", help="config file (default: the demo config)")
     p.add_argument("--out", help="also write the sample sheet CSV here")
     p.set_defaults(func=_sample_sheet)
 
-    p = sub.add_parser("check-config", help="validate a config file against config/schema.yaml")
-    p.add_argument("config")
+    p = sub.add_parser(
+        "check-config",
+        help="validate the config a run would use: the files (merged in order, like repeated "
+        "--configfile) completed from config/schema.yaml's defaults; no file = the demo",
+    )
+    p.add_argument("config", nargs="*", help="config file(s); none = config/config.yaml (the demo)")
+    p.add_argument("--print", action="store_true", help="print the resolved config (YAML)")
     p.set_defaults(func=_check_config)
     return parser
 
