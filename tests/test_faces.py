@@ -306,13 +306,18 @@ def test_shard_statuses_layout_and_summary(tmp_path, pyfeat_media, caplog):
 
 
 def test_missing_ffmpeg_or_bad_device_is_one_error(monkeypatch, tmp_path):
+    from avfer.device import resolve_device
     from avfer.errors import AvferError
-    from avfer.faces import resolve_device
 
     if not torch.cuda.is_available():
-        with pytest.raises(AvferError, match="faces.device"):
-            resolve_device("cuda")
+        with pytest.raises(AvferError, match="faces.device is 'cuda' but CUDA is not available"):
+            FaceDetector(device="cuda")
+    with pytest.raises(AvferError, match="cnn.device is 'cuda:99'"):
+        resolve_device("cuda:99", key="cnn.device")
+    with pytest.raises(AvferError, match="faces.device is 'gpu0': not a torch device"):
+        resolve_device("gpu0", key="faces.device")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(torch.device("cpu")) == resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(AvferError, match="ffmpeg and ffprobe not found"):
         build_face_shard(_rows({}), tmp_path / "x.h5", {"device": "cpu"})
