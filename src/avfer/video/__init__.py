@@ -9,8 +9,10 @@ from one ffmpeg process.
 from avfer.video.decode import GridDecoder, GridFrames, decode_grid
 from avfer.video.probe import (
     GRID_FPS,
+    ToolError,
     VideoError,
     VideoInfo,
+    check_ffmpeg,
     frame_times,
     grid_length,
     probe,
@@ -21,8 +23,10 @@ __all__ = [
     "GRID_FPS",
     "GridDecoder",
     "GridFrames",
+    "ToolError",
     "VideoError",
     "VideoInfo",
+    "check_ffmpeg",
     "decode_grid",
     "frame_times",
     "grid_length",
