@@ -401,15 +401,18 @@ def test_missing_ffmpeg_or_bad_device_is_one_error(monkeypatch, tmp_path):
 
 @pytest.mark.integration
 def test_snakemake_detect_and_summarize(tmp_path, pyfeat_media):
-    """The rules end to end on a 3-clip manifest: caches, summaries, the failed clip reported."""
+    """The rules end to end on a 4-clip manifest: caches, summaries, the failed clip reported,
+    an audio-only file with an odd name as no_video."""
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video" * 100)
+    voice = _audio_only(pyfeat_media, tmp_path / "voix off é.m4a")
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame(
         [
             (str(pyfeat_media / "single_face.mp4"), "train", "Happy", "face"),
             (str(bad), "train", "Sad", "broken"),
             (str(pyfeat_media / "no_face.mp4"), "val", "Neutral", "speech"),
+            (str(voice), "val", "Sad", ""),
         ],
         columns=["path", "split", "label", "clip_id"],
     ).to_csv(manifest, index=False)
@@ -432,6 +435,7 @@ def test_snakemake_detect_and_summarize(tmp_path, pyfeat_media):
     assert (train["ok"], train["failed"]) == (1, 1) and train["failed_clips"][0]["clip_id"] == "broken"
     val = json.loads((results / "faces" / "summary_val.json").read_text())
     assert val["no_face_clips"] == ["speech"]
+    assert len(val["no_video_clips"]) == 1 and val["no_video_clips"][0].startswith("voix_off_e-")
     assert json.loads((results / "faces" / "summary_test.json").read_text())["clips"] == 0
     log = (results / "logs" / "detect_faces" / "train-000.log").read_text()
     assert f"{bad}: unreadable video" in log
