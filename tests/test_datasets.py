@@ -1,7 +1,9 @@
 """Dataset adapters on fixture trees, sample-sheet validation and sharding."""
 
+import re
 from pathlib import Path
 
+import h5py
 import pytest
 
 from avfer.datasets import (
@@ -16,7 +18,9 @@ from avfer.datasets import (
     shard_clips,
     write_sample_sheet,
 )
+from avfer.datasets.adapters import derive_clip_ids, is_safe_clip_id
 from avfer.datasets.sheet import check_rows
+from avfer.io import h5_writer, write_clip
 
 AFEW_SPLITS = {"train": "Train_AFEW", "val": "Val_AFEW", "test": "Test_AFEW"}
 
@@ -88,6 +92,9 @@ def test_duplicate_ids_and_bad_split(tmp_path):
     _touch(tmp_path / "y" / "a.mp4")
     csv = tmp_path / "m.csv"
     csv.write_text("path,split,label\nx/a.mp4,train,Happy\ny/a.mp4,val,Sad\n")
+    ids = check_rows(from_manifest(csv))["clip_id"].tolist()  # same stem: both get a path hash
+    assert len(set(ids)) == 2 and all(re.fullmatch(r"a-[0-9a-f]{8}", i) for i in ids)
+    csv.write_text("path,split,label,clip_id\nx/a.mp4,train,Happy,a\ny/a.mp4,val,Sad,a\n")
     with pytest.raises(DatasetError, match="clip id 'a' is used by more than one file"):
         check_rows(from_manifest(csv))
     csv.write_text("path,split,label\nx/a.mp4,dev,Happy\n")
@@ -157,3 +164,136 @@ def test_sharding_is_deterministic_regardless_of_row_order(afew_root):
     a = assign_shards(sheet, 3)
     b = assign_shards(sheet.sample(frac=1, random_state=1), 3)
     assert a.equals(b)
+
+
+# Real odd names: spaces, accents, CJK, dots, shell-hostile characters, and slug collisions.
+ODD_NAMES = [
+    "plain_01.mp4",  # already safe: keeps its stem
+    "my clip (take 2).mp4",
+    "café-crème.MP4",
+    "中文.mp4",
+    "v1.2.final.mkv",
+    "it's $HOME; rm -rf {x} & `ls` #1.avi",
+    "a b.mp4",  # slug a_b ...
+    "a+b.mp4",  # ... the same slug
+    "a_b.mp4",  # the clean owner of 'a_b'
+    ".hidden.mp4",
+    "voice only.wav",  # audio-only files are clips too
+]
+SNAKEMAKE_WILDCARD = re.compile(r"[^/{}\s]+")  # what a wildcard value must avoid
+
+
+def _odd_manifest(tmp_path: Path, names=ODD_NAMES) -> Path:
+    lines = ["path,split,label"]
+    for i, name in enumerate(names):
+        _touch(tmp_path / "clips" / name)
+        quoted = '"' + f"clips/{name}".replace('"', '""') + '"'
+        lines.append(f"{quoted},{('train', 'val', 'test')[i % 3]},Happy")
+    csv = tmp_path / "m.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return csv
+
+
+def test_odd_file_names_get_safe_unique_stable_ids(tmp_path):
+    csv = _odd_manifest(tmp_path)
+    rows = from_manifest(csv)
+    ids = [r["clip_id"] for r in rows]
+    by_name = {Path(r["path"]).name: r["clip_id"] for r in rows}
+    assert len(set(ids)) == len(ids) == len(ODD_NAMES)
+    for cid in ids:
+        assert is_safe_clip_id(cid) and cid.isascii() and len(cid) <= 100, cid
+        assert SNAKEMAKE_WILDCARD.fullmatch(cid), cid
+    assert by_name["plain_01.mp4"] == "plain_01"
+    assert by_name["a_b.mp4"] == "a_b"
+    assert re.fullmatch(r"my_clip_take_2-[0-9a-f]{8}", by_name["my clip (take 2).mp4"])
+    assert re.fullmatch(r"cafe-creme-[0-9a-f]{8}", by_name["café-crème.MP4"])
+    assert re.fullmatch(r"clip-[0-9a-f]{8}", by_name["中文.mp4"])
+    assert by_name["v1.2.final.mkv"] == "v1.2.final"  # dots are safe inside an id
+    assert re.fullmatch(r"hidden-[0-9a-f]{8}", by_name[".hidden.mp4"])
+    assert re.fullmatch(r"voice_only-[0-9a-f]{8}", by_name["voice only.wav"])
+    a_space, a_plus = by_name["a b.mp4"], by_name["a+b.mp4"]
+    assert a_space != a_plus and a_space.startswith("a_b-") and a_plus.startswith("a_b-")
+    # stable: the same files give the same ids, in any order and with other files added
+    assert from_manifest(csv) == rows
+    _touch(tmp_path / "clips" / "z new.mp4")
+    header, *lines = csv.read_text(encoding="utf-8").splitlines()
+    csv.write_text("\n".join([header, "clips/z new.mp4,train,Sad", *reversed(lines)]), encoding="utf-8")
+    again = {Path(r["path"]).name: r["clip_id"] for r in from_manifest(csv)}
+    assert {k: again[k] for k in by_name} == by_name
+
+
+def test_odd_file_names_survive_the_sheet_and_hdf5(tmp_path):
+    csv = _odd_manifest(tmp_path)
+    sheet = build_sample_sheet({"format": "manifest", "manifest": str(csv), "shard_size": 50})
+    write_sample_sheet(sheet, tmp_path / "s.csv")
+    back = read_sample_sheet(tmp_path / "s.csv")
+    assert sorted(Path(p).name for p in back["path"]) == sorted(ODD_NAMES)  # original path kept
+    assert all(Path(p).is_file() for p in back["path"])
+    with h5_writer(tmp_path / "c.h5", "features", creator="test") as f:
+        for cid in back["clip_id"]:
+            write_clip(f, cid, {}, split="train", status="failed", error="x")
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert sorted(f["clips"]) == sorted(back["clip_id"])
+    for cid in back["clip_id"]:  # a file name of the EmotiW submission
+        (tmp_path / "sub" / f"{cid}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "sub" / f"{cid}.txt").write_text("Happy")
+    assert len(list((tmp_path / "sub").iterdir())) == len(ODD_NAMES)
+
+
+def test_afew_tree_with_odd_names(tmp_path):
+    _touch(tmp_path / "Train" / "Happy" / "Été à Paris.avi")
+    _touch(tmp_path / "Train" / "Happy" / "000123.avi")
+    _touch(tmp_path / "Train" / "Sad" / "Été à Paris.avi")  # same name in another folder
+    _touch(tmp_path / "Val" / "Sad" / "speech.m4a")
+    rows = from_afew(tmp_path, {"train": "Train", "val": "Val"})
+    ids = {(Path(r["path"]).parent.name, Path(r["path"]).name): r["clip_id"] for r in rows}
+    assert ids[("Happy", "000123.avi")] == "000123"
+    happy, sad = ids[("Happy", "Été à Paris.avi")], ids[("Sad", "Été à Paris.avi")]
+    assert happy != sad and happy.startswith("Ete_a_Paris-") and sad.startswith("Ete_a_Paris-")
+    assert ids[("Sad", "speech.m4a")] == "speech"
+    assert {r["group"] for r in rows} == {""}
+    assert len(check_rows(rows)) == 4
+
+
+def test_derive_clip_ids_rules():
+    ids = derive_clip_ids(["a/x.mp4", "b/x.mp4", "c/y.mp4"])
+    assert ids[2] == "y" and ids[0] != ids[1] and ids[0].startswith("x-")
+    assert ids[0] == derive_clip_ids(["a/x.mp4", "zz/x.mp4"])[0]  # the hash is of its own path
+    assert derive_clip_ids(["y.mp4"], taken=["y"])[0].startswith("y-")  # an explicit id wins
+    long = derive_clip_ids(["n" * 300 + ".mp4"])[0]
+    assert len(long) <= 100 and is_safe_clip_id(long)
+    assert derive_clip_ids(["e\u0301.mp4"]) == derive_clip_ids(["\u00e9.mp4"])  # NFD == NFC name
+    for bad in ("", "a/b", "a b", "-a", "a.", "..", "a..b", "é", "x" * 101, "{x}"):
+        assert not is_safe_clip_id(bad), bad
+
+
+def test_manifest_explicit_clip_id_validated_and_group(tmp_path):
+    _touch(tmp_path / "one.mp4")
+    _touch(tmp_path / "two.mp4")
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,split,label,clip_id,group\none.mp4,train,Happy,c1,spk A\ntwo.mp4,val,Sad,,\n")
+    rows = from_manifest(csv)
+    assert [(r["clip_id"], r["group"]) for r in rows] == [("c1", "spk A"), ("two", "")]
+    csv.write_text("path,split,label,clip_id\none.mp4,train,Happy,../etc\n")
+    with pytest.raises(DatasetError, match=r"m\.csv:2: clip_id '\.\./etc' of one\.mp4 is not safe"):
+        from_manifest(csv)
+    csv.write_text("path,split,label,clip_id\none.mp4,train,Happy,spk 1\n")
+    with pytest.raises(DatasetError, match="not safe"):
+        from_manifest(csv)
+
+
+def test_ravdess_and_cremad_groups(tmp_path):
+    _touch(tmp_path / "r" / "Actor_01" / "01-01-05-01-01-01-01.mp4")
+    _touch(tmp_path / "r" / "Actor_21" / "01-01-08-02-01-01-21.mp4")
+    rows = from_ravdess(tmp_path / "r")
+    assert [(r["clip_id"], r["group"]) for r in rows] == [
+        ("01-01-05-01-01-01-01", "Actor_01"),
+        ("01-01-08-02-01-01-21", "Actor_21"),
+    ]
+    _touch(tmp_path / "c" / "1001_DFA_ANG_XX.flv")
+    _touch(tmp_path / "c" / "1083_IEO_HAP_HI.flv")
+    rows = from_cremad(tmp_path / "c")
+    assert [(r["clip_id"], r["group"]) for r in rows] == [
+        ("1001_DFA_ANG_XX", "1001"),
+        ("1083_IEO_HAP_HI", "1083"),
+    ]

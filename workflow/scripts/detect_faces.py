@@ -10,5 +10,5 @@ with logged(snakemake.log[0], "detect_faces") as log:
     summary = build_face_shard(
         rows, snakemake.output.h5, dict(snakemake.config["faces"]), threads=snakemake.threads
     )
-    counts = {s: sum(r["status"] == s for r in summary) for s in ("ok", "no_face", "failed")}
+    counts = {s: sum(r["status"] == s for r in summary) for s in ("ok", "no_face", "no_video", "failed")}
     log.info("%s: %d clips %s", snakemake.wildcards.shard, len(summary), counts)

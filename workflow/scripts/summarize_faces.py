@@ -11,7 +11,7 @@ with logged(snakemake.log[0], "summarize_faces") as log:
         split=snakemake.wildcards.split,
     )
     log.info(
-        "%s: %d clips, %d ok, %d without a face %s, %d failed",
+        "%s: %d clips, %d ok, %d without a face %s, %d audio-only %s, %d failed",
         report["split"], report["clips"], report["ok"], report["no_face"], report["no_face_clips"],
-        report["failed"],
+        report["no_video"], report["no_video_clips"], report["failed"],
     )  # fmt: skip

@@ -9,6 +9,10 @@ Per clip: probe (grid length ``T``, stream start times) → decode to mono float
 * ``no_audio``: the clip has no audio stream (or no usable samples): zeros, mask all False.
 * ``failed``: unreadable clip or undecodable audio: zeros (``T = 0`` when even the video could
   not be probed) and a one-line ``error`` naming the file.
+
+An audio-only file (``.wav``, ``.m4a``, ...) is a clip like any other: its grid spans the audio
+stream. The shard stops (nothing written) when ffmpeg/ffprobe are missing or broken, or when
+more than ``max_failed_fraction`` of its clips fail (``no_audio`` is not a failure).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from avfer.audio.extract import AudioDecodeError, decode_audio
 from avfer.audio.lld import LldExtractor, file_sha256
 from avfer.errors import AvferError
 from avfer.io import config_hash, h5_writer, open_cache, write_clip
-from avfer.video import GRID_FPS, grid_length, probe
+from avfer.io.failures import DEFAULT_MAX_FAILED, check_failures
+from avfer.video import GRID_FPS, check_ffmpeg, grid_length, probe
 
 log = logging.getLogger("avfer.audio")
 
@@ -39,6 +44,8 @@ CROP_MARGIN = 0.1
 """Seconds of audio kept beyond each end of the video span (complete windows at the edges)."""
 MIN_DECODED = 0.9
 """A decode with ffmpeg errors must still cover this fraction of the video span, else 'failed'."""
+JOB_KEYS = ("max_failed_fraction",)
+"""Keys of the ``audio`` section that decide whether the job fails, not what a cache holds."""
 
 
 @dataclass
@@ -84,10 +91,10 @@ def lld_column_names(names: Iterable[str], with_std: bool) -> list[str]:
 
 
 def process_clip(path: str | Path, extractor: LldExtractor, *, with_std: bool = False) -> ClipAudio:
-    """Aligned LLDs and functionals of one video file (never raises for a bad file)."""
+    """Aligned LLDs and functionals of one video (or audio-only) file (never raises for a bad file)."""
     empty = _Empty(len(extractor.lld_names) * (2 if with_std else 1), len(extractor.functional_names))
     try:
-        info = probe(path)
+        info = probe(path, require_video=False)
     except AvferError as exc:
         return empty("failed", 0, str(exc))
     n_frames = grid_length(info.duration)
@@ -180,14 +187,21 @@ def build_audio_shard(
     cfg: Mapping[str, Any],
     *,
     creator: str = "extract_audio_features",
+    max_failed_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Write the audio cache of the clips in ``rows`` (sample-sheet rows) to ``out_path``.
 
     ``cfg`` is the ``audio`` config section. A clip that cannot be read becomes a ``failed``
-    record (one log line naming the file); the rest of the shard is still done. Returns the
-    shard summary (also stored as JSON in the root attribute ``summary``).
+    record (one log line naming the file); the rest of the shard is still done, unless more
+    than ``max_failed_fraction`` (default: ``cfg["max_failed_fraction"]``, else 0.5) of the
+    shard's clips fail: then :class:`FailedShardError` names the first failures and nothing is
+    written. Returns the shard summary (also stored as JSON in the root attribute ``summary``).
     """
     cfg = dict(cfg)
+    if max_failed_fraction is None:
+        max_failed_fraction = float(cfg.get("max_failed_fraction", DEFAULT_MAX_FAILED))
+    cfg = {k: v for k, v in cfg.items() if k not in JOB_KEYS}
+    check_ffmpeg()
     with_std = bool(cfg.get("lld_std", False))
     extractor = LldExtractor.from_config(cfg)
     names = lld_column_names(extractor.lld_names, with_std)
@@ -236,6 +250,7 @@ def build_audio_shard(
             if rec.status == "failed":
                 log.error("clip %s failed: %s", row.clip_id, rec.error)
                 summary["failed"][row.clip_id] = rec.error
+                check_failures(summary["failed"], len(rows), max_failed_fraction, out_path, "audio")
             elif rec.status == "no_audio":
                 log.warning("clip %s: no audio: %s", row.clip_id, rec.error)
                 summary["no_audio"][row.clip_id] = rec.error

@@ -45,19 +45,6 @@ class FrameStore:
         lut = np.array([EMOTIONS.index(x) if x else -1 for x in self.clips["label"]], np.int64)
         return lut[self.clip] if len(lut) else np.zeros(0, np.int64)
 
-    def select(self, mask: np.ndarray) -> FrameStore:
-        """The clips where ``mask`` (one bool per clip) is true, with their frames."""
-        keep = np.flatnonzero(mask)
-        remap = np.full(len(self.clips), -1, np.int64)
-        remap[keep] = np.arange(len(keep))
-        frames = np.isin(self.clip, keep)
-        return FrameStore(
-            self.images[frames],
-            remap[self.clip[frames]],
-            self.t[frames],
-            self.clips.iloc[keep].reset_index(drop=True),
-        )
-
     @classmethod
     def from_caches(
         cls,

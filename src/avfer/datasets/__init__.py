@@ -1,16 +1,20 @@
-"""Datasets on disk → one sample sheet (``clip_id, path, split, label``).
+"""Datasets on disk → one sample sheet (``clip_id, path, split, label``, ...).
 
 Adapters: the AFEW folder tree, a CSV manifest, and the RAVDESS and CREMA-D filename
 conventions. Every adapter checks its files and labels and names the culprit when one is wrong.
 """
 
 from avfer.datasets.adapters import (
+    AUDIO_EXTENSIONS,
+    MEDIA_EXTENSIONS,
     VIDEO_EXTENSIONS,
     DatasetError,
+    derive_clip_ids,
     from_afew,
     from_cremad,
     from_manifest,
     from_ravdess,
+    is_safe_clip_id,
 )
 from avfer.datasets.sheet import (
     SHEET_COLUMNS,
@@ -24,6 +28,8 @@ from avfer.datasets.sheet import (
 )
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
+    "MEDIA_EXTENSIONS",
     "SHEET_COLUMNS",
     "SPLITS",
     "VIDEO_EXTENSIONS",
@@ -31,10 +37,12 @@ __all__ = [
     "assign_shards",
     "build_sample_sheet",
     "dataset_fingerprint",
+    "derive_clip_ids",
     "from_afew",
     "from_cremad",
     "from_manifest",
     "from_ravdess",
+    "is_safe_clip_id",
     "read_sample_sheet",
     "shard_clips",
     "write_sample_sheet",

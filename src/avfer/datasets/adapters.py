@@ -1,10 +1,19 @@
-"""Adapters from the on-disk conventions of public video emotion datasets to sample rows."""
+"""Adapters from the on-disk conventions of public video emotion datasets to sample rows.
+
+Every row is ``{"clip_id", "path", "split", "label", "group"}`` (``group``: the speaker / actor /
+movie when the adapter knows it, else ``''``). Clip ids come from :func:`derive_clip_ids`: safe
+in file names, HDF5 group names and Snakemake wildcards whatever the file is called; ``path``
+keeps the original file name.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -12,34 +21,89 @@ from avfer.errors import AvferError
 from avfer.labels import LabelError, canonical
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".flv", ".webm", ".mpg", ".mpeg", ".m4v")
-_CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".aac")
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+CLIP_ID_MAX = 100
+"""Longest clip id (a file name of the EmotiW submission is ``<clip_id>.txt``)."""
+_CLIP_ID = re.compile(rf"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{{0,{CLIP_ID_MAX - 2}}}[A-Za-z0-9_-])?$")
+_HASH_CHARS = 8
 
 Row = dict[str, str]
+"""One clip: ``clip_id, path, split, label, group`` (all strings, ``''`` when unknown)."""
 
 
 class DatasetError(AvferError, ValueError):
     """A dataset on disk that does not match its declared layout."""
 
 
-def _videos(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+def is_safe_clip_id(clip_id: str) -> bool:
+    """``clip_id`` is 1..100 ASCII letters, digits, ``_ . -``, starts with a letter or digit and
+    does not end with a dot (safe as a file name, an HDF5 group and a Snakemake wildcard)."""
+    return bool(_CLIP_ID.match(clip_id)) and ".." not in clip_id
 
 
-def _row(path: Path, split: str, label: str, clip_id: str | None = None) -> Row:
-    cid = clip_id or path.stem
-    if not _CLIP_ID.match(cid):
-        raise DatasetError(f"{path}: clip id {cid!r} has characters other than letters, digits, _.-")
-    return {"clip_id": cid, "path": str(path), "split": split, "label": label}
+def slugify(stem: str) -> str:
+    """ASCII slug of a file stem: accents dropped (é → e), other characters → ``_``."""
+    text = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+    text = re.sub(r"\.{2,}", ".", text).strip("._-")
+    return text[: CLIP_ID_MAX - _HASH_CHARS - 1].rstrip("._-")
+
+
+def _short_hash(key: str) -> str:
+    return hashlib.sha1(unicodedata.normalize("NFC", key).encode("utf-8")).hexdigest()[:_HASH_CHARS]
+
+
+def derive_clip_ids(keys: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
+    """Stable, unique, safe clip ids for files named by ``keys`` (their paths relative to the
+    dataset root, POSIX separators), avoiding the ids in ``taken``.
+
+    A file whose stem is already a safe id, used by no other file, keeps its stem (``000123``,
+    ``01-01-05-01-01-01-01``); any other gets ``<slug of the stem>-<8 hex digits of the SHA-1 of
+    its key>`` (``clip`` when nothing of the stem is ASCII), so an id never depends on which
+    other files exist unless two of them share the stem.
+    """
+    stems = [PurePosixPath(k).stem if PurePosixPath(k).suffix else PurePosixPath(k).name for k in keys]
+    clean = Counter([s for s in stems if is_safe_clip_id(s)])
+    taken = set(taken)
+    ids = []
+    for key, stem in zip(keys, stems, strict=True):
+        if is_safe_clip_id(stem) and clean[stem] == 1 and stem not in taken:
+            ids.append(stem)
+        else:
+            ids.append(f"{slugify(stem) or 'clip'}-{_short_hash(key)}")
+    return ids
+
+
+def _key(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _rows(items: Sequence[tuple[Path, str, str, str]], root: Path) -> list[Row]:
+    """Rows of ``(path, split, label, group)`` items, with ids derived from paths under ``root``."""
+    ids = derive_clip_ids([_key(p, root) for p, *_ in items])
+    return [
+        {"clip_id": cid, "path": str(p), "split": split, "label": label, "group": group}
+        for cid, (p, split, label, group) in zip(ids, items, strict=True)
+    ]
+
+
+def _files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
 
 
 def from_afew(root: str | Path, splits: Mapping[str, str]) -> list[Row]:
-    """AFEW/EmotiW tree: ``<root>/<split folder>/<Emotion>/<id>.avi``.
+    """AFEW/EmotiW tree: ``<root>/<split folder>/<Emotion>/<id>.avi`` (any video or audio
+    extension of :data:`MEDIA_EXTENSIONS`).
 
     ``splits`` maps our split name (train/val/test) to its folder. A folder without emotion
     sub-folders (the EmotiW test set) gives unlabelled clips.
     """
     root = Path(root)
-    rows: list[Row] = []
+    items: list[tuple[Path, str, str, str]] = []
     for split, folder_name in splits.items():
         folder = root / folder_name
         if not folder.is_dir():
@@ -50,15 +114,17 @@ def from_afew(root: str | Path, splits: Mapping[str, str]) -> list[Row]:
                 label = canonical(sub.name, source=str(sub))
             except LabelError as exc:
                 raise DatasetError(str(exc)) from None
-            rows += [_row(p, split, label) for p in _videos(sub)]
-        rows += [_row(p, split, "") for p in _videos(folder)]
-    return rows
+            items += [(p, split, label, "") for p in _files(sub, MEDIA_EXTENSIONS)]
+        items += [(p, split, "", "") for p in _files(folder, MEDIA_EXTENSIONS)]
+    return _rows(items, root)
 
 
 def from_manifest(csv_path: str | Path) -> list[Row]:
-    """CSV manifest with columns ``path, split`` and optional ``label``, ``clip_id``.
+    """CSV manifest with columns ``path, split`` and optional ``label``, ``clip_id``, ``group``, ``fold``.
 
-    Relative paths are taken relative to the manifest's folder.
+    Relative paths are taken relative to the manifest's folder; any media file works (video,
+    or audio only). An explicit ``clip_id`` must be safe (:func:`is_safe_clip_id`); an empty
+    one is derived from the path (:func:`derive_clip_ids`). ``group``: speaker / actor / movie.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -68,6 +134,7 @@ def from_manifest(csv_path: str | Path) -> list[Row]:
     if missing:
         raise DatasetError(f"{csv_path}: manifest lacks column(s) {sorted(missing)}")
     rows: list[Row] = []
+    keys: list[str] = []
     for i, rec in enumerate(df.to_dict("records"), start=2):
         path = Path(rec["path"])
         path = path if path.is_absolute() else csv_path.parent / path
@@ -77,7 +144,23 @@ def from_manifest(csv_path: str | Path) -> list[Row]:
                 label = canonical(label, source=f"{csv_path}:{i}")
             except LabelError as exc:
                 raise DatasetError(str(exc)) from None
-        rows.append(_row(path, rec["split"], label, rec.get("clip_id") or None))
+        cid = rec.get("clip_id", "").strip()
+        if cid and not is_safe_clip_id(cid):
+            raise DatasetError(
+                f"{csv_path}:{i}: clip_id {cid!r} of {rec['path']} is not safe: use 1-{CLIP_ID_MAX}"
+                " ASCII letters, digits, _ . - (starting with a letter or digit), or leave it empty"
+            )
+        group = rec.get("group", "").strip()
+        fold = str(rec.get("fold", "")).strip()  # an official fold id (dataset.folds)
+        split = rec["split"]
+        rows.append(
+            {"clip_id": cid, "path": str(path), "split": split, "label": label, "group": group, "fold": fold}
+        )
+        keys.append(Path(rec["path"]).as_posix())
+    todo = [i for i, r in enumerate(rows) if not r["clip_id"]]
+    ids = derive_clip_ids([keys[i] for i in todo], taken=[r["clip_id"] for r in rows if r["clip_id"]])
+    for i, cid in zip(todo, ids, strict=True):
+        rows[i]["clip_id"] = cid
     return rows
 
 
@@ -102,12 +185,13 @@ def from_ravdess(
     test_actors: Iterable[int] = (23, 24),
     calm_as: str | None = None,
 ) -> list[Row]:
-    """RAVDESS video files (audio-video modality ``01`` only), split by actor.
+    """RAVDESS video files (audio-video modality ``01`` only), split by actor; ``group`` is the
+    actor (``Actor_12``).
 
     RAVDESS has an eighth class, Calm: dropped by default, or mapped to ``calm_as``
     (e.g. ``"Neutral"``).
     """
-    rows: list[Row] = []
+    items: list[tuple[Path, str, str, str]] = []
     for path in sorted(Path(root).rglob("*")):
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             continue
@@ -124,8 +208,9 @@ def from_ravdess(
             if calm_as is None:
                 continue
             label = canonical(calm_as, source="dataset.calm_as")
-        rows.append(_row(path, _actor_split(int(actor), val_actors, test_actors), label))
-    return rows
+        split = _actor_split(int(actor), val_actors, test_actors)
+        items.append((path, split, label, f"Actor_{actor}"))
+    return _rows(items, Path(root))
 
 
 _CREMAD_EMOTION = {
@@ -142,10 +227,10 @@ def from_cremad(
 ) -> list[Row]:
     """CREMA-D video files ``<actor>_<sentence>_<EMO>_<level>.flv``, split by actor.
 
-    CREMA-D has six of the seven classes (no Surprise).
+    CREMA-D has six of the seven classes (no Surprise). ``group`` is the actor id (``1001``).
     """
     val, test = list(val_actors), list(test_actors)
-    rows: list[Row] = []
+    items: list[tuple[Path, str, str, str]] = []
     for path in sorted(Path(root).rglob("*")):
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             continue
@@ -157,5 +242,5 @@ def from_cremad(
             raise DatasetError(
                 f"{path}: unknown CREMA-D emotion {emotion!r}; expected {sorted(_CREMAD_EMOTION)}"
             )
-        rows.append(_row(path, _actor_split(int(actor), val, test), _CREMAD_EMOTION[emotion]))
-    return rows
+        items.append((path, _actor_split(int(actor), val, test), _CREMAD_EMOTION[emotion], actor))
+    return _rows(items, Path(root))

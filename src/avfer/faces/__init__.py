@@ -5,9 +5,9 @@ the per-split report; ``process_clip`` does one clip. See :mod:`avfer.faces.pipe
 method (MTCNN on keyframes, O-Net-verified tracking in between, ArcFace-template alignment).
 """
 
-from avfer.faces.align import ARCFACE_112, align_faces, face_template, similarity_matrices, warp_face
+from avfer.faces.align import ARCFACE_112, face_template, similarity_matrices, warp_face
 from avfer.faces.cache import SUMMARY_COLUMNS, build_face_shard, shard_summary, summarize_faces
-from avfer.faces.detect import Detections, FaceDetector, resolve_device
+from avfer.faces.detect import Detections, FaceDetector
 from avfer.faces.pipeline import ClipFaces, FaceSettings, process_clip
 from avfer.faces.track import SubjectTracker, iou, select_main
 
@@ -19,12 +19,10 @@ __all__ = [
     "FaceDetector",
     "FaceSettings",
     "SubjectTracker",
-    "align_faces",
     "build_face_shard",
     "face_template",
     "iou",
     "process_clip",
-    "resolve_device",
     "select_main",
     "shard_summary",
     "similarity_matrices",

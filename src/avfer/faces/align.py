@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.transform import SimilarityTransform, warp
+from skimage.transform import SimilarityTransform
 
 #: insightface's ArcFace template for a 112x112 crop (OpenCV pixel-centre coordinates).
 ARCFACE_112 = np.array(
@@ -87,29 +87,3 @@ def warp_face(frame: np.ndarray, matrix: np.ndarray, crop_size: int) -> np.ndarr
     grid = F.affine_grid(theta, [1, 3, crop_size, crop_size], align_corners=False)
     out = F.grid_sample(roi, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def warp_face_skimage(frame: np.ndarray, matrix: np.ndarray, crop_size: int) -> np.ndarray:
-    """:func:`warp_face` with :func:`skimage.transform.warp` (no anti-aliasing; slower)."""
-    inv = np.linalg.inv(matrix)
-    x0, y0, x1, y1 = _roi(inv, crop_size, frame.shape[:2])
-    shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
-    # skimage maps output pixel centres (integers) to input pixel centres (integers)
-    half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
-    m = np.linalg.inv(half) @ shift @ inv @ half
-    out = warp(frame[y0:y1, x0:x1], m, output_shape=(crop_size, crop_size), order=1, preserve_range=True)
-    return np.round(out).astype(np.uint8)
-
-
-def align_faces(
-    frames: np.ndarray | list[np.ndarray], landmarks: np.ndarray, crop_size: int = 112, margin: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned crops ``uint8 [n, crop, crop, 3]`` and ``ok [n]`` (False: degenerate landmarks,
-    crop left black) for ``frames[i]`` with ``landmarks[i]`` in its pixel coordinates."""
-    template = face_template(crop_size, margin)
-    mats = similarity_matrices(landmarks, template)
-    out = np.zeros((len(mats), crop_size, crop_size, 3), np.uint8)
-    ok = np.isfinite(mats).all(axis=(1, 2))
-    for i in np.flatnonzero(ok):
-        out[i] = warp_face(frames[i], mats[i], crop_size)
-    return out, ok

@@ -2,9 +2,11 @@
 
 Each clip of the shard becomes one group (see :mod:`avfer.io.schemas`, kind ``faces``) with
 status ``ok`` (the main subject found in at least one frame), ``no_face`` (found in none: the
-arrays are still written, all ``has_face`` False) or ``failed`` (unreadable video: no arrays,
-``error`` holds the one-line reason). A bad clip never stops the shard; only an
-infrastructure problem (ffmpeg missing, every clip crashing the same way) fails the job.
+arrays are still written, all ``has_face`` False), ``no_video`` (an audio-only file: written
+like ``no_face``, on the grid of its audio) or ``failed`` (unreadable video: no arrays,
+``error`` holds the one-line reason). A bad clip does not stop the shard; the job fails (and
+writes nothing) when ffmpeg/ffprobe are missing or broken, when more than
+``faces.max_failed_fraction`` of the shard's clips fail, or when every clip crashes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,18 +27,14 @@ from avfer.faces.align import face_template
 from avfer.faces.detect import FaceDetector
 from avfer.faces.pipeline import FaceSettings, process_clip
 from avfer.io import atomic_path, config_hash, h5_writer, open_cache, write_clip, write_json
+from avfer.io.failures import check_failures
 from avfer.io.hdf5 import CLIPS
+from avfer.video import check_ffmpeg
 
 log = logging.getLogger(__name__)
 
 CREATOR = "detect_faces"
 SUMMARY_COLUMNS = ("clip_id", "shard", "label", "status", "frames", "faces", "face_ratio", "error")
-
-
-def _check_tools() -> None:
-    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
-    if missing:
-        raise AvferError(f"{' and '.join(missing)} not found on PATH (install ffmpeg)")
 
 
 def build_face_shard(
@@ -48,6 +45,7 @@ def build_face_shard(
     device: str | None = None,
     detector: FaceDetector | None = None,
     threads: int | None = None,
+    max_failed_fraction: float | None = None,
 ) -> list[dict[str, Any]]:
     """Detect, track and align the faces of every clip in ``rows`` (sample-sheet rows:
     ``clip_id, path, split, label``) into the face cache ``out_path`` (written atomically).
@@ -56,9 +54,11 @@ def build_face_shard(
     overrides ``cfg["device"]``. ``threads``: CPU threads of the job: ffmpeg decodes with
     ``threads // 2`` (at least 1), torch computes with ``threads - 1`` (at least 1); oversubscribed
     torch threads are several times slower than one. ``None`` leaves both as they are.
+    ``max_failed_fraction`` overrides ``cfg["max_failed_fraction"]``: more failed clips stop the
+    job with :class:`avfer.io.failures.FailedShardError` (nothing written).
     Returns one summary dict per clip (``SUMMARY_COLUMNS``).
     """
-    _check_tools()
+    check_ffmpeg()
     decode_threads = 0
     if threads is not None:
         torch.set_num_threads(max(1, threads - 1))
@@ -73,6 +73,8 @@ def build_face_shard(
         shard, len(rows), det.device, torch.get_num_threads(), json.dumps(settings),
     )  # fmt: skip
     summary: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
+    budget = s.max_failed_fraction if max_failed_fraction is None else float(max_failed_fraction)
     crashes = 0
     with h5_writer(
         out_path,
@@ -98,6 +100,8 @@ def build_face_shard(
                 write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status="failed", error=msg)
                 f[CLIPS][rec.clip_id].attrs["path"] = str(rec.path)
                 summary.append({**row, "status": "failed", "frames": 0, "faces": 0, "error": msg})
+                failures[rec.clip_id] = msg
+                check_failures(failures, len(rows), budget, out_path, "faces")
                 continue
             except (MemoryError, torch.cuda.OutOfMemoryError):
                 raise
@@ -108,6 +112,8 @@ def build_face_shard(
                 write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status="failed", error=msg)
                 f[CLIPS][rec.clip_id].attrs["path"] = str(rec.path)
                 summary.append({**row, "status": "failed", "frames": 0, "faces": 0, "error": msg})
+                failures[rec.clip_id] = msg
+                check_failures(failures, len(rows), budget, out_path, "faces")
                 continue
             status = clip.status
             g = write_clip(
@@ -167,11 +173,13 @@ def summarize_faces(
         "clips": len(df),
         "ok": int(counts.get("ok", 0)),
         "no_face": int(counts.get("no_face", 0)),
+        "no_video": int(counts.get("no_video", 0)),
         "failed": int(counts.get("failed", 0)),
         "frames": int(df["frames"].sum()),
         "frames_with_face": int(df["faces"].sum()),
         "face_ratio": round(float(df["faces"].sum() / max(df["frames"].sum(), 1)), 4),
         "no_face_clips": df.loc[df["status"] == "no_face", "clip_id"].tolist(),
+        "no_video_clips": df.loc[df["status"] == "no_video", "clip_id"].tolist(),
         "failed_clips": [
             {"clip_id": r.clip_id, "error": r.error} for r in df[df["status"] == "failed"].itertuples()
         ],

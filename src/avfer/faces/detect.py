@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from avfer.errors import AvferError
+from avfer.device import resolve_device
 
 
 @dataclass
@@ -38,15 +38,6 @@ class Detections:
 
 def _empty() -> Detections:
     return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``"auto"`` (or ``None``) → CUDA when available, else CPU; anything else as given."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise AvferError(f"faces.device is {device!r} but CUDA is not available on this machine")
-    return torch.device(device)
 
 
 def square(boxes: np.ndarray) -> np.ndarray:
@@ -76,7 +67,7 @@ class FaceDetector:
     ) -> None:
         from facenet_pytorch import MTCNN
 
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device = resolve_device(device, key="faces.device")
         self.mtcnn = MTCNN(
             min_face_size=int(min_face_size),
             thresholds=[float(t) for t in thresholds],

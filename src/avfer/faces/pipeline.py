@@ -27,7 +27,8 @@ import numpy as np
 from avfer.faces.align import face_template, similarity_matrices, warp_face
 from avfer.faces.detect import Detections, FaceDetector
 from avfer.faces.track import KeyState, SubjectTracker, guess_boxes, iou
-from avfer.video import GridDecoder, GridFrames, frame_times, probe
+from avfer.io.failures import DEFAULT_MAX_FAILED
+from avfer.video import GridDecoder, GridFrames, frame_times, grid_length, probe
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class FaceSettings:
     center_weight: float
     device: str
     compression: str
+    max_failed_fraction: float = DEFAULT_MAX_FAILED
 
     @classmethod
     def from_config(cls, section: dict[str, Any] | None = None) -> FaceSettings:
@@ -66,7 +68,8 @@ class FaceSettings:
 
     def result_config(self) -> dict[str, Any]:
         """The settings that determine the cache's content (hashed into ``config_hash``)."""
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("device", "batch_size")}
+        job = ("device", "batch_size", "max_failed_fraction")
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in job}
         out["thresholds"] = list(self.thresholds)
         return out
 
@@ -85,10 +88,14 @@ class ClipFaces:
 
     data: dict[str, np.ndarray]
     stats: dict[str, Any] = field(default_factory=dict)
+    has_video: bool = True
 
     @property
     def status(self) -> str:
-        """``ok`` when the subject was found in at least one frame, else ``no_face``."""
+        """``ok`` when the subject was found in at least one frame, else ``no_face``;
+        ``no_video`` for an audio-only file (its frames are those of a clip without a face)."""
+        if not self.has_video:
+            return "no_video"
         return "ok" if bool(self.data["has_face"].any()) else "no_face"
 
 
@@ -241,9 +248,17 @@ def process_clip(
     path: str | Path, detector: FaceDetector, settings: FaceSettings, *, decode_threads: int = 0
 ) -> ClipFaces:
     """Faces of one clip on the 25 fps grid; raises :class:`avfer.video.VideoError` (naming the
-    file) when the video cannot be read. ``decode_threads``: ffmpeg's (0 = its default)."""
-    info = probe(path)
+    file) when the video cannot be read. ``decode_threads``: ffmpeg's (0 = its default).
+
+    An audio-only file gives status ``no_video``: the grid of its audio stream, no face in any
+    frame (so the audio stage and every reader see the same ``T``)."""
+    info = probe(path, require_video=False)
     s = settings
+    if not info.has_video:
+        n = grid_length(info.duration)
+        stats = {"frames": n, "faces": 0, "source_frames": 0, "missing_frames": n, "duration": info.duration}
+        stats |= {"keyframes": 0, "refined": 0, "redetected": 0}
+        return ClipFaces(empty_faces(n, s.crop_size), stats, has_video=False)
     dec = GridDecoder(
         path, info, max_side=s.frame_max_side, detect_size=s.detect_size, prefetch=s.batch_size,
         threads=decode_threads,

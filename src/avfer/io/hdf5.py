@@ -22,7 +22,7 @@ from avfer.io.atomic import atomic_path
 from avfer.io.schemas import SCHEMAS
 
 CLIPS = "clips"
-STATUSES = ("ok", "no_face", "no_audio", "failed")
+STATUSES = ("ok", "no_face", "no_audio", "no_video", "failed")
 
 
 class CacheError(AvferError, RuntimeError):

@@ -4,7 +4,9 @@ Every cache file has root attributes ``avfer_kind``, ``schema_version``, ``fps``
 ``creator`` (the stage that wrote it), ``config_hash`` and ``avfer_version``, and one group
 per clip under ``/clips/<clip_id>`` with the datasets below (``T`` = frames on the 25 fps grid)
 and the group attributes ``split``, ``label`` ('' when unlabelled) and ``status``
-('ok', 'no_face', 'no_audio' or 'failed'; a failed clip also has ``error``).
+('ok', 'no_face', 'no_audio', 'no_video' or 'failed'; a failed clip also has ``error``).
+``no_video`` (an audio-only file) is written like ``no_face``: every array on the grid of the
+audio stream, no face in any frame.
 Readers check kind and version, so a stale cache fails loudly instead of being misread.
 """
 

@@ -1,0 +1,32 @@
+"""The one torch device resolver of every stage (face detection, training, inference)."""
+
+from __future__ import annotations
+
+import torch
+
+from avfer.errors import AvferError
+
+
+def resolve_device(name: str | torch.device | None = "auto", *, key: str = "device") -> torch.device:
+    """``auto`` (or ``None`` / ``''``) → CUDA when available, else CPU; anything else as given.
+
+    A CUDA device that this machine does not have is one :class:`AvferError` naming the config
+    ``key`` it came from (e.g. ``faces.device``).
+    """
+    if isinstance(name, torch.device):
+        device = name
+    elif name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(str(name))
+        except RuntimeError as exc:
+            raise AvferError(f"{key} is {name!r}: not a torch device ({exc})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AvferError(f"{key} is {str(name)!r} but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise AvferError(
+                f"{key} is {str(name)!r} but this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+    return device
