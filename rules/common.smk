@@ -38,7 +38,7 @@ RUNS = [f"{R}/fold-{k}" for k in range(FOLDS)] if FOLDS else [R]
 
 wildcard_constraints:
     split="|".join(SPLITS),
-    shard=r"(train|val|test)-\d{3,}",
+    shard=r"(train|val|test)-\d\d\d+",
     run="|".join(re.escape(r) for r in RUNS),
 
 
