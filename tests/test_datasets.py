@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import h5py
+import pandas as pd
 import pytest
 
 from avfer.datasets import (
@@ -297,3 +298,24 @@ def test_ravdess_and_cremad_groups(tmp_path):
         ("1001_DFA_ANG_XX", "1001"),
         ("1083_IEO_HAP_HI", "1083"),
     ]
+
+
+def test_shards_beyond_999_and_fingerprint_of_added_files(tmp_path):
+    from avfer.datasets import assign_shards, dataset_fingerprint
+
+    df = pd.DataFrame(
+        {"clip_id": [f"c{i:05d}" for i in range(1002)], "path": "x", "split": "train", "label": "Happy"}
+    )
+    shards = assign_shards(df, 1)["shard"]
+    assert shards.iloc[-1] == "train-1001" and shards.is_unique
+    smk = (Path(__file__).resolve().parents[1] / "rules" / "common.smk").read_text()
+    pattern = re.search(r'shard=r"([^"]+)"', smk).group(1)
+    assert all(re.fullmatch(pattern, s) for s in ("train-000", "val-999", "train-1001", "test-12345"))
+    root = tmp_path / "data"
+    (root / "Train_AFEW" / "Happy").mkdir(parents=True)
+    (root / "Train_AFEW" / "Happy" / "a.avi").write_bytes(b"1")
+    before = dataset_fingerprint({"root": str(root)})
+    assert before == dataset_fingerprint({"root": str(root)})  # stable
+    (root / "Train_AFEW" / "Happy" / "b.avi").write_bytes(b"2")
+    assert dataset_fingerprint({"root": str(root)}) != before  # a new file: the sheet is rebuilt
+    assert dataset_fingerprint({"root": str(tmp_path / "missing")}) == ""

@@ -137,3 +137,58 @@ def test_model_settings_from_config_sections():
     assert args == cfg["audio_models"]["mlp"]
     args, _ = model_settings("earlyc_x", cfg["early_fusion"])
     assert args["fc_sizes"] == cfg["early_fusion"]["fc_sizes"] and "freeze" in args
+
+
+def _assignment(caches, test_labels, dev_every=4):
+    """train/dev/val/test of the synthetic caches: every 4th train clip is dev; the test clips
+    get ``test_labels`` (their truth, or a permutation of it)."""
+    out = {}
+    from avfer.io.hdf5 import iter_clips
+
+    for path in caches["audio"]:
+        split = path.split("/")[-1].split("-")[0]
+        for i, rec in enumerate(iter_clips([path], "audio", datasets=[])):
+            if split == "test":
+                out[rec.clip_id] = ("test", test_labels[rec.clip_id])
+            elif split == "train" and i % dev_every == 0:
+                out[rec.clip_id] = ("dev", rec.label)
+            else:
+                out[rec.clip_id] = (split, rec.label)
+    return out
+
+
+def test_dev_selects_and_test_labels_are_never_used(caches, tmp_path):
+    """With a dev split the model selects its epoch on dev; permuting the test labels changes its
+    test metrics only: the same weights, the same predicted probabilities for every clip."""
+    import numpy as np
+
+    root = caches["audio"][0].rsplit("/audio/", 1)[0]
+    truth = pd.read_csv(f"{root}/truth.csv", dtype=str).set_index("clip_id")["label"].to_dict()
+    test_ids = sorted(c for c in truth if c.startswith("test_"))
+    shuffled = dict(
+        zip(test_ids, np.random.default_rng(0).permutation([truth[c] for c in test_ids]), strict=True)
+    )
+    args, train = model_settings("audio_mlp", {"mlp": {"hidden_sizes": [16], "dropout": 0.1}, "train": TRAIN})
+    results = {}
+    for name, labels in (("true", truth), ("permuted", shuffled)):
+        out = tmp_path / name
+        out.mkdir()
+        metrics = train_sequence_model(
+            "audio_mlp", model_args=args, train=train, audio_paths=caches["audio"],
+            assignment=_assignment(caches, labels), seed=0, threads=1, out_model=out / "model.pt",
+            out_predictions=out / "predictions.csv", out_metrics=out / "metrics.json",
+        )  # fmt: skip
+        results[name] = (metrics, pd.read_csv(out / "predictions.csv", keep_default_na=False))
+    (m_true, p_true), (m_perm, p_perm) = results["true"], results["permuted"]
+    assert {"train", "dev", "val", "test"} <= set(m_true)
+    assert m_true["test"]["accuracy"] != m_perm["test"]["accuracy"]
+    for split in ("train", "dev", "val"):
+        assert m_true[split] == m_perm[split]
+    probs = [c for c in p_true.columns if c.startswith("p_")]
+    assert np.array_equal(p_true[probs].to_numpy(), p_perm[probs].to_numpy())
+    no_audio = p_true[p_true["status"] != "ok"]  # the clips without audio: the fallback, said
+    assert len(no_audio) >= 1 and set(no_audio["status"]) == {"no_audio"}
+    prior = p_true.loc[no_audio.index, probs].to_numpy()
+    assert np.allclose(prior, prior[0]) and np.isclose(prior[0].sum(), 1.0)  # one fallback row
+    ckpt = torch.load(tmp_path / "true" / "model.pt", weights_only=False)
+    assert len(ckpt["history"]) == TRAIN["epochs"]  # selected on dev, by its score per epoch
