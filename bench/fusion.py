@@ -3,8 +3,9 @@
 Random class probabilities for M models on N validation clips (N = 383, AFEW's validation
 split, by default); each row is one :func:`avfer.fusion.search.search_weights` call (all grid
 points scored with chunked matrix products), the best of ``--repeat`` runs. Target: 6 models
-at step 0.05 (53130 weight vectors) in seconds. Also times one ``class_weight_search`` and the
-5-fold cross-validation of ``weight_search`` for 6 models at step 0.05.
+at step 0.05 (53130 weight vectors) in seconds. Also times one ``class_weight_search``, the
+5-fold cross-validation of ``weight_search`` for 6 models at step 0.05, and the nested 5x5-fold
+estimate of ``auto`` over every method (what ``fuse_late`` reports as ``cv``).
 
     python bench/fusion.py [--clips 383] [--repeat 3] [--threads 2]
 """
@@ -38,7 +39,7 @@ def main() -> None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
 
-    from avfer.fusion.late import cross_validate
+    from avfer.fusion.late import METHODS, cross_validate, nested_cross_validate
     from avfer.fusion.search import search_class_weights, search_weights, simplex_size
 
     rng = np.random.default_rng(0)
@@ -69,6 +70,10 @@ def main() -> None:
     print(f"class_weight_search, 6 models, step 0.05, 2 rounds x 7 classes: {seconds:.2f} s")
     seconds = _best_of(1, lambda: cross_validate("weight_search", scores, y, folds=5, divisions=20))
     print(f"5-fold CV of weight_search, 6 models, step 0.05: {seconds:.2f} s")
+    for step in (0.1, 0.05):
+        kw = {"folds": 5, "divisions": round(1 / step), "metric": "accuracy", "chunk": args.chunk}
+        seconds = _best_of(1, lambda kw=kw: nested_cross_validate(list(METHODS), scores, y, **kw))
+        print(f"nested 5x5-fold CV of auto ({len(METHODS)} methods), 6 models, step {step}: {seconds:.2f} s")
 
 
 if __name__ == "__main__":

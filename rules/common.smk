@@ -135,12 +135,15 @@ def face_targets(wildcards) -> list[str]:
 
 # cnn keys that shape the pre-trained model (pretrain_cnn re-runs only when these change)
 CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp")
-PRETRAIN = bool(config["pretrain"]["datasets"]) if config["pretrain"]["enabled"] is None else config["pretrain"]["enabled"]
-if PRETRAIN and not config["pretrain"]["datasets"]:
+# static pre-training runs when pretrain.datasets lists datasets (pretrain.enabled: null), or as forced
+_PRE = config["pretrain"]
+PRETRAIN = bool(_PRE["datasets"]) if _PRE["enabled"] is None else _PRE["enabled"]
+if PRETRAIN and not _PRE["datasets"]:
     raise WorkflowError("config: pretrain.enabled is true but pretrain.datasets lists no dataset")
 if config["cnn"]["backbones"] and not PRETRAIN:
+    _why = "pretrain.enabled is false" if _PRE["enabled"] is False else "pretrain.datasets is empty"
     _init = config["cnn"]["pretrained_path"] or "random initialisation"
-    logger.info(f"avfer: no static pre-training (pretrain.datasets is empty); CNNs fine-tune from {_init}")
+    logger.info(f"avfer: no static pre-training ({_why}); the CNNs are fine-tuned from {_init}")
 
 
 def pretrain_inputs(wildcards) -> list[str]:
