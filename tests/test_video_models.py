@@ -31,13 +31,14 @@ from avfer.train.video import selection_split, train_video_model
 
 TINY_VIT = {"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
 TINY_VIT["intermediate_size"] = 64
-# name -> (frames, builder args) of a tiny clip (32 px); C3D's five pools need 16 frames
+# name -> (frames, size, builder args) of a tiny clip; C3D's five pools need 16 frames
 TINY = {
-    "c3d": (16, {}),
-    "c3d_dual": (16, {}),
-    "timesformer": (4, TINY_VIT),
-    "vivit": (4, TINY_VIT),
-    "vivit_joint": (4, {**TINY_VIT, "tubelet_size": [2, 8, 8]}),
+    "c3d": (16, 16, {}),
+    "c3d_dual": (16, 16, {}),
+    "vgg16_lstm": (4, 32, {"frame_pool": "avg"}),  # the default 7x7 flatten: see the counts test
+    "timesformer": (4, 32, TINY_VIT),
+    "vivit": (4, 32, TINY_VIT),
+    "vivit_joint": (4, 32, {**TINY_VIT, "tubelet_size": [2, 8, 8]}),
 }
 
 
@@ -60,10 +61,10 @@ def linear(n_in: int, n_out: int) -> int:
 
 @pytest.mark.parametrize("name", VIDEO_MODEL_NAMES)
 def test_forward_backward_on_a_tiny_clip(name):
-    frames, args = TINY.get(name, (8, {}))
+    frames, size, args = TINY.get(name, (8, 32, {}))
     torch.manual_seed(0)
-    net = build_video_model(name, 7, frames=frames, input_size=32, **args)
-    x = torch.randn(2, 3, frames, 32, 32)
+    net = build_video_model(name, 7, frames=frames, input_size=size, **args)
+    x = torch.randn(2, 3, frames, size, size)
     y = net(x)
     assert y.shape == (2, 7) and torch.isfinite(y).all()
     y.square().sum().backward()
@@ -145,7 +146,7 @@ def test_local_weights_load_with_the_head_dropped(tmp_path, caplog):
 def test_clip_positions():
     assert clip_positions(32, 8, "uniform").tolist() == [2, 6, 10, 14, 18, 22, 26, 30]
     assert clip_positions(32, 8, "segment", view=0, views=2).tolist() == [1, 5, 9, 13, 17, 21, 25, 29]
-    assert clip_positions(5, 8, "uniform").tolist() == [0, 1, 1, 2, 3, 3, 4, 4]  # short: repeats
+    assert clip_positions(5, 8, "uniform").tolist() == [0, 0, 1, 2, 2, 3, 4, 4]  # short: repeats
     assert clip_positions(1, 4, "segment", train=True).tolist() == [0, 0, 0, 0]
     dense = [clip_positions(40, 4, "dense", view=v, views=3, stride=2).tolist() for v in range(3)]
     assert dense == [[0, 2, 4, 6], [16, 18, 20, 22], [33, 35, 37, 39]]
