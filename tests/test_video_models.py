@@ -206,7 +206,8 @@ def _settings(**over):
         "frames": 8,
         "input_size": 48,
         "in_chans": 1,
-        "train": {"epochs": 30, "lr": 0.01, "batch_size": 4, "patience": 0, "score": "accuracy"},
+        "augment": "none",
+        "train": {"epochs": 30, "lr": 0.001, "batch_size": 4, "patience": 0, "score": "accuracy"},
     }
     section.update(over)
     return video_settings("c3d_2layer", validate_config({"video_models": section})["video_models"])
@@ -227,16 +228,19 @@ def _train(faces, folder, settings, **kw):
 
 
 @pytest.mark.integration
-def test_c3d_2layer_learns_the_face_groups_and_feeds_late_fusion(faces, tmp_path):
+def test_c3d_2layer_learns_the_face_groups_and_feeds_late_fusion(tmp_path):
+    faces = write_face_caches(tmp_path, clips_per_class=6, seed=0)  # 41 train clips with a face
     metrics = _train(faces, tmp_path / "c3d_2layer", _settings())
-    assert set(metrics) == {"train", "val"} and metrics["val"]["n"] == 21
+    assert set(metrics) == {"train", "val"} and metrics["val"]["n"] == 42
     df = read_predictions(tmp_path / "c3d_2layer/predictions.csv")
-    assert len(df) == 63 and list(df["split"].unique()) == ["train", "val", "test"]
+    assert len(df) == 126 and list(df["split"].unique()) == ["train", "val", "test"]
     np.testing.assert_allclose(df[PROB_COLUMNS].sum(axis=1), 1, atol=1e-5)
-    # The face carries 4 groups (Neutral/Sad, Angry/Disgust, Fear/Surprise, Happy): chance 2/7 at most.
+    # From scratch, without pre-training: val accuracy 0.33 (chance 1/7). The face carries 4
+    # groups (Neutral/Sad, Angry/Disgust, Fear/Surprise, Happy), chance 2/7 at most: measured 0.52.
+    assert metrics["val"]["accuracy"] >= 0.25, metrics["val"]
     val = df[df["split"] == "val"]
     group_acc = (val["label"].map(face_group) == val["pred"].map(face_group)).mean()
-    assert group_acc >= 0.5, group_acc
+    assert group_acc >= 0.45, group_acc
     model, extra = load_video_model(tmp_path / "c3d_2layer/model.pt")
     faceless = df[df["clip_id"].isin(["val_Angry_00", "test_Angry_00", "train_Angry_00"])]
     np.testing.assert_allclose(faceless[PROB_COLUMNS].to_numpy(), [extra["prior"]] * 3, atol=1e-6)
@@ -249,7 +253,7 @@ def test_c3d_2layer_learns_the_face_groups_and_feeds_late_fusion(faces, tmp_path
     other.to_csv(tmp_path / "flat.csv", index=False)
     ours = str(tmp_path / "c3d_2layer/predictions.csv")
     table = load_scores({"c3d_2layer": ours, "audio_mlp": str(tmp_path / "flat.csv")})
-    assert table.scores.shape == (2, 63, 7) and table.labelled("val")[1].shape == (21,)
+    assert table.scores.shape == (2, 126, 7) and table.labelled("val")[1].shape == (42,)
     fusion = tmp_path / "late_fusion.json"
     fusion.write_text('{"method": "x", "weights": {"c3d_2layer": 1.0}, "val": {"accuracy": 0, "uar": 0, '
                       '"macro_f1": 0}, "cv": {"accuracy": 0}}')  # fmt: skip

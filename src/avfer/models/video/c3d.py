@@ -143,9 +143,10 @@ class C3DDual(nn.Module):
 
 class C3D2Layer(nn.Module):
     """A 2-layer C3D: two blocks of 3x3x3 convolution + batch norm + ReLU + 3D max-pool (the first
-    1x2x2, the second 2x2x2), average pooling over time and to a ``grid`` x ``grid`` spatial map
-    (the face layout matters: mouth, eyes, brows), flattened, dropout and a linear classifier.
-    Small enough to train on a CPU."""
+    1x2x2, the second 2x2x2), average pooling to ``time_bins`` x ``grid`` x ``grid`` (the
+    classifier sees how the face changes from the start to the end of the clip, and where:
+    mouth, eyes, brows), flattened, dropout and a linear classifier. Small enough to train on a
+    CPU."""
 
     def __init__(
         self,
@@ -155,6 +156,7 @@ class C3D2Layer(nn.Module):
         input_size: int = 112,
         widths: tuple[int, int] | list[int] = (32, 64),
         grid: int = 4,
+        time_bins: int = 2,
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
@@ -171,9 +173,9 @@ class C3D2Layer(nn.Module):
 
         self.block1 = block(in_chans, w1, (1, 2, 2))
         self.block2 = block(w1, w2, (2, 2, 2))
-        self.pool = nn.AdaptiveAvgPool3d((1, grid, grid))
+        self.pool = nn.AdaptiveAvgPool3d((time_bins, grid, grid))
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(w2 * grid * grid, num_classes)
+        self.fc = nn.Linear(w2 * time_bins * grid * grid, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.block2(self.block1(x))).flatten(1)
