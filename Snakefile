@@ -36,6 +36,7 @@ include: "rules/cnn.smk"
 include: "rules/audio.smk"
 include: "rules/temporal.smk"
 include: "rules/audio_models.smk"
+include: "rules/video_models.smk"
 include: "rules/fusion.smk"
 
 

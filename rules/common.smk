@@ -200,6 +200,7 @@ def trained_models() -> list[str]:
     out += [f"{h}_{b}" for b in backbones() for h in config["temporal"]["heads"]]
     out += [f"audio_{m}" for m in config["audio_models"]["models"]]
     out += [f"early{o}_{b}" for b in backbones() for o in config["early_fusion"]["options"]]
+    out += video_models()  # rules/video_models.smk (defined at the end of this file)
     return out
 
 
@@ -290,3 +291,27 @@ def final_targets() -> list:
     if FOLDS:
         out.append(f"{R}/cv_summary.json")
     return out + [audio_targets, face_targets, cnn_targets]
+
+
+# --- clip-level video networks (rules/video_models.smk)
+
+from avfer.models.video.settings import video_settings
+
+VIDEO_MODEL_RE = "|".join(re.escape(m) for m in config["video_models"]["models"]) or "(?!)"
+
+
+def video_models() -> list[str]:
+    """The video networks of the config (video_models.models)."""
+    return list(config["video_models"]["models"])
+
+
+def video_model_inputs(wildcards) -> dict[str, Any]:
+    """train_video_model reads every face cache, plus the model's local pretrained weights."""
+    own = config["video_models"]["per_model"].get(wildcards.video_model) or {}
+    init = own.get("pretrained_path")
+    return {"faces": face_shards(), "splits": run_splits(wildcards), **({"init": init} if init else {})}
+
+
+def video_model_settings(wildcards) -> dict[str, Any]:
+    """The result-affecting settings of one video network (params of train_video_model)."""
+    return video_settings(wildcards.video_model, config["video_models"])

@@ -43,7 +43,7 @@ def user(tmp_path_factory):
         truth = list(csv.DictReader(fh))
     rows = []
     for i, rec in enumerate(truth):
-        src = Path(rec["path"])
+        src = media / rec["path"]
         dst = src.with_name(f"clip {i:02d} é.{src.name}")  # a space, an accent, two dots
         src.rename(dst)
         group = f"speaker{i // 2}"  # two clips per speaker

@@ -55,12 +55,15 @@ class FrameStore:
         splits: Sequence[str] | None = None,
         labelled_only: bool = False,
         assignment: Mapping[str, tuple[str, str]] | None = None,
+        max_frames: int | None = None,
     ) -> FrameStore:
         """Read the face frames of every clip (of ``splits``) of the face caches ``paths``.
 
         ``assignment`` (clip id → (split, label), a protocol run) replaces the caches' own split
         and label; clips it does not list are skipped. Clips whose status is not ``ok`` or that
         have no face frame are listed in ``clips`` with ``n_faces = 0`` and contribute no frames.
+        ``max_frames`` keeps at most that many evenly spaced face frames per clip (memory bounded
+        by clips x ``max_frames`` frames).
         """
         chunks: list[np.ndarray] = []
         clip_of: list[np.ndarray] = []
@@ -85,6 +88,8 @@ class FrameStore:
                     has_face = g["has_face"][()].astype(bool) if "has_face" in g else np.zeros(0, bool)
                     usable = status == "ok" and "faces" in g and has_face.any()
                     idx = np.flatnonzero(has_face) if usable else np.zeros(0, np.int64)
+                    if max_frames is not None and len(idx) > max_frames:
+                        idx = idx[np.linspace(0, len(idx) - 1, max_frames).round().astype(int)]
                     if len(idx):
                         faces = g["faces"][()][idx]  # one read of the (compressed) dataset
                         chunks.append(fit_images(faces, size, chans).numpy())

@@ -30,6 +30,7 @@ GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB → grey
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "symmetric": ((0.5,), (0.5,)),  # [-1, 1], as the FER2013 Keras models
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "kinetics": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),  # torchvision video
 }
 
 

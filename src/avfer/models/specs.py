@@ -2,7 +2,8 @@
 
 Names (``{R}/models/<name>/``): ``cnn_<backbone>`` (frame CNN), ``<head>_<backbone>`` (temporal
 head over CNN features, head = ``gru|bgru|lstm|blstm`` + optional ``_att``), ``audio_mlp`` /
-``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d).
+``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d), and the clip-level video
+networks by their own names (``c3d``, ``r2plus1d_18``, ...; :mod:`avfer.models.video`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from avfer.errors import AvferError
 from avfer.models.audio import make_audio_model
 from avfer.models.fusion import make_early_fusion
 from avfer.models.temporal import HEAD_PATTERN, TemporalClassifier, parse_head
+from avfer.models.video.settings import VIDEO_MODEL_NAMES
 
 _PATTERNS = (
+    ("video", "|".join(VIDEO_MODEL_NAMES)),
     ("cnn", r"cnn_(?P<backbone>.+)"),
     ("audio", r"audio_(?P<audio>mlp|gru)"),
     ("early_fusion", r"early(?P<option>[a-d])_(?P<backbone>.+)"),
@@ -47,7 +50,8 @@ class ModelName:
     @property
     def modality(self) -> str:
         """``visual``, ``audio`` or ``audio-visual``."""
-        return {"cnn": "visual", "temporal": "visual", "audio": "audio"}.get(self.family, "audio-visual")
+        families = {"cnn": "visual", "temporal": "visual", "video": "visual", "audio": "audio"}
+        return families.get(self.family, "audio-visual")
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -57,14 +61,14 @@ class ModelName:
 
 
 def parse_model_name(name: str) -> ModelName:
-    """Parse ``cnn_<b>``, ``<head>_<b>``, ``audio_<mlp|gru>`` or ``early<a-d>_<b>``."""
+    """Parse ``cnn_<b>``, ``<head>_<b>``, ``audio_<mlp|gru>``, ``early<a-d>_<b>`` or a video network."""
     for family, pattern in _PATTERNS:
         m = re.fullmatch(pattern, name)
         if m:
             return ModelName(name, family, **m.groupdict())
     raise AvferError(
         f"model name {name!r} is not cnn_<backbone>, <head>_<backbone>, audio_mlp, audio_gru"
-        " or early<a-d>_<backbone>"
+        " or early<a-d>_<backbone>, or a video network (" + ", ".join(VIDEO_MODEL_NAMES) + ")"
     )
 
 
