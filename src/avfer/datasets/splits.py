@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from avfer.datasets.adapters import DatasetError
 from avfer.io.atomic import atomic_path
@@ -47,16 +47,21 @@ def _groups(df: pd.DataFrame) -> np.ndarray:
 
 
 def _stratified_group_folds(df: pd.DataFrame, k: int, seed: int) -> np.ndarray:
-    """Fold index (0..k-1) of each row: stratified by label, whole groups per fold."""
+    """Fold index (0..k-1) of each row: stratified by label, whole groups per fold. Where no class
+    has k clips (tiny datasets) stratification is impossible: whole groups, shuffled, then."""
     y = df["label"].to_numpy(dtype=str)
     groups = _groups(df)
     k = min(k, len(np.unique(groups)))
     if k < 2:
         return np.zeros(len(df), dtype=int)
     folds = np.empty(len(df), dtype=int)
+    if pd.Series(y).value_counts().max() >= k:
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        log.warning("fewer than %d clips in every class: folds are grouped but not stratified", k)
+        cv = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # classes with fewer members than folds
-        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         for i, (_, idx) in enumerate(cv.split(np.zeros(len(df)), y, groups)):
             folds[idx] = i
     return folds
