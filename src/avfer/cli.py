@@ -1,4 +1,5 @@
-"""Command line: ``avfer make-demo``, ``avfer sample-sheet``, ``avfer check-config``.
+"""Command line: ``avfer make-demo``, ``avfer sample-sheet``, ``avfer check-config``,
+``avfer predict``, ``avfer export``.
 
 The pipeline itself runs through Snakemake; these commands expose the pieces a user wants
 on their own (generate the demo data, inspect a dataset, validate a config).
@@ -46,6 +47,39 @@ def _check_config(args: argparse.Namespace) -> None:
     print(f"{args.config}: valid")
 
 
+class InputsFailed(AvferError):
+    """Some inputs of ``avfer predict`` failed (each already reported in one line)."""
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from avfer.bundle import load_bundle
+    from avfer.predict import Predictor, predict_files
+
+    if not args.inputs:
+        raise AvferError("predict: give at least one INPUT (video, image, folder or glob)")
+    predictor = Predictor(load_bundle(args.model), device=args.device, max_faces=args.max_faces)
+    outputs = [o for o in ("csv", "json", "annotated", "timeline") if o not in (args.skip or [])]
+    bad = predict_files(
+        predictor, args.inputs, args.out, outputs=outputs, progress=None if args.progress else False
+    )
+    if bad:
+        raise InputsFailed(f"{bad} input(s) failed or had no face (see above); outputs in {args.out}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from avfer.bundle import export_run, save_bundle, shipped_bundle
+
+    if args.shipped:
+        out = save_bundle(shipped_bundle(), args.out)
+    else:
+        from avfer.config import load_config
+
+        cfg = load_config(args.config)
+        model = Path(cfg["results"]) / "models" / f"cnn_{args.backbone}" / "model.pt"
+        out = export_run(model, args.out, faces=cfg["faces"], aggregate=cfg["cnn"]["aggregate"])
+    print(f"bundle written to {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``avfer`` command."""
     parser = argparse.ArgumentParser(prog="avfer", description=__doc__.splitlines()[0])
@@ -66,6 +100,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file against config/schema.yaml")
     p.add_argument("config")
     p.set_defaults(func=_check_config)
+
+    p = sub.add_parser(
+        "predict",
+        help="emotions of videos, images, folders or globs (per-frame table, summary, annotated video)",
+    )
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video/GIF/image files, folders, globs")
+    p.add_argument("--model", help="bundle folder from `avfer export` (default: the shipped FER2013 model)")
+    p.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-faces", type=int, default=3, help="faces tracked per video / per image")
+    p.add_argument(
+        "--skip",
+        action="append",
+        choices=["csv", "json", "annotated", "timeline"],
+        help="an output not to write (repeatable)",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "export", help="package a trained run (or the shipped model) as a bundle for `avfer predict`"
+    )
+    p.add_argument("out", help="bundle folder to write")
+    p.add_argument(
+        "--config", default="config/config.yaml", help="the run's config (results, faces, cnn keys)"
+    )
+    p.add_argument("--backbone", default="mini_xception", help="the face CNN: results/models/cnn_<backbone>/")
+    p.add_argument("--shipped", action="store_true", help="export the shipped FER2013 model instead")
+    p.set_defaults(func=_export)
     return parser
 
 
