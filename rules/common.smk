@@ -229,3 +229,17 @@ def final_targets() -> list:
     """The default target: the late fusion (which needs the whole DAG), the summary table of
     every model, and the per-stage summaries of the report."""
     return [f"{R}/late_fusion.json", f"{R}/summary.csv", audio_targets, face_targets, cnn_targets]
+
+
+def bundle_models() -> list[str]:
+    """The trained sequence models results/bundle/ packages: the fused ones (not frame CNNs)."""
+    return [m for m in fused_models() if not m.startswith("cnn_")]
+
+
+def bundle_inputs(wildcards) -> dict[str, Any]:
+    """export_bundle packages the first backbone's face CNN, the late fusion and its models."""
+    return {
+        "face": f"{R}/models/cnn_{backbones()[0]}/model.pt",
+        "fusion": f"{R}/late_fusion.json",
+        "models": model_files(bundle_models(), "model.pt"),
+    }

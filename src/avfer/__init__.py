@@ -8,7 +8,7 @@ __all__ = ["EMOTIONS", "NUM_CLASSES", "__version__", "predict"]
 
 def __getattr__(name: str) -> object:
     if name == "predict":  # ``avfer.predict(path_or_array, model=...)``, imported on first use
-        import avfer.predict
+        import importlib
 
-        return avfer.predict
+        return importlib.import_module("avfer.predict")
     raise AttributeError(f"module 'avfer' has no attribute {name!r}")

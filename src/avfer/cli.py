@@ -67,7 +67,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from avfer.bundle import export_run, save_bundle, shipped_bundle
+    from avfer.bundle import export_results, save_bundle, shipped_bundle
 
     if args.shipped:
         out = save_bundle(shipped_bundle(), args.out)
@@ -75,8 +75,7 @@ def _export(args: argparse.Namespace) -> None:
         from avfer.config import load_config
 
         cfg = load_config(args.config)
-        model = Path(cfg["results"]) / "models" / f"cnn_{args.backbone}" / "model.pt"
-        out = export_run(model, args.out, faces=cfg["faces"], aggregate=cfg["cnn"]["aggregate"])
+        out = export_results(args.results or cfg["results"], args.out, cfg, args.backbone)
     print(f"bundle written to {out}")
 
 
@@ -126,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", default="config/config.yaml", help="the run's config (results, faces, cnn keys)"
     )
-    p.add_argument("--backbone", default="mini_xception", help="the face CNN: results/models/cnn_<backbone>/")
+    p.add_argument("--results", help="the run's results folder (default: the config's results key)")
+    p.add_argument(
+        "--backbone", help="the face CNN, results/models/cnn_<backbone>/ (default: cnn.backbones[0])"
+    )
     p.add_argument("--shipped", action="store_true", help="export the shipped FER2013 model instead")
     p.set_defaults(func=_export)
     return parser

@@ -24,6 +24,7 @@ from avfer.faces.align import align_faces, square_box_crop
 from avfer.faces.detect import resolve_device
 from avfer.faces.pipeline import track_clip
 from avfer.labels import EMOTIONS
+from avfer.predict.clip import clip_scores, fuse, model_summary
 from avfer.predict.draw import FaceMark, draw_overlay
 from avfer.predict.writers import video_writer
 from avfer.train.cnn_predict import aggregate_frames
@@ -76,7 +77,8 @@ def _probs(logits: np.ndarray, how: str) -> np.ndarray:
     return aggregate_frames(logits, np.zeros(len(logits), np.int64), 1, how)[0]
 
 
-def _labelled(p: np.ndarray) -> dict[str, Any]:
+def labelled(p: np.ndarray) -> dict[str, Any]:
+    """``{"label", "probabilities"}`` of a probability vector."""
     return {
         "label": EMOTIONS[int(np.argmax(p))],
         "probabilities": dict(zip(EMOTIONS, map(float, p), strict=True)),
@@ -94,7 +96,7 @@ def summarize(
     out.update({"model": bundle.name, "frames": n, "fps": GRID_FPS, "face_frames": found})
     out.update({"label": None, "probabilities": None})
     if found:
-        out.update(_labelled(_probs(main["logits"][main["has_face"]], bundle.aggregate)))
+        out.update(labelled(_probs(main["logits"][main["has_face"]], bundle.aggregate)))
     else:
         out["error"] = f"{path}: no face found"
     tracks = []
@@ -103,7 +105,7 @@ def summarize(
             rows = np.flatnonzero(f["has_face"] & (f["track"] == k))
             t0, t1 = rows[0] / GRID_FPS, rows[-1] / GRID_FPS
             entry = {"face_id": int(k), "frames": len(rows), "start": t0, "end": t1}
-            tracks.append(entry | _labelled(_probs(f["logits"][rows], bundle.aggregate)))
+            tracks.append(entry | labelled(_probs(f["logits"][rows], bundle.aggregate)))
     out["tracks"] = sorted(tracks, key=lambda e: e["face_id"])
     return out
 
@@ -190,9 +192,21 @@ class Predictor:
         n = clips[0].stats["frames"]
         faces = [{**c.data, "track": c.track, "logits": lg} for c, lg in zip(clips, logits, strict=True)]
         summary = summarize(str(path), "video", n, faces, self.bundle)
-        summary.update(
-            {"duration": info.duration, "has_audio": info.has_audio, "audio_status": _audio_status(info)}
+        summary.update({"duration": info.duration, "has_audio": info.has_audio})
+        face = faces[0]
+        found = face["has_face"].any()
+        p_face = (
+            _probs(face["logits"][face["has_face"]], self.bundle.aggregate) if found else self.bundle.prior
         )
+        scores, audio_status = clip_scores(self.bundle, path, face, p_face)
+        summary["audio_status"] = audio_status if info.has_audio else "no_audio"
+        if self.bundle.models:
+            fused = fuse(self.bundle, scores)
+            summary.update(model_summary(self.bundle, scores, fused))
+            best = fused if fused is not None else scores[next(reversed(self.bundle.models))]
+            summary.update(labelled(best))  # the clip label: the bundle's fusion (or its last model)
+            if summary["status"] == "no_face" and audio_status == "ok":
+                summary["status"], summary["error"] = "ok", ""  # the audio models still give a label
         return Prediction(frames_table(n, faces), summary)
 
     def image(self, image: np.ndarray, name: str = "<array>") -> tuple[Prediction, list[FaceMark]]:
@@ -236,10 +250,6 @@ class Predictor:
         summary = summarize(name, "image", 1, faces, self.bundle)
         summary["faces"] = m
         return Prediction(frames_table(1, faces), summary), marks
-
-
-def _audio_status(info: Any) -> str:
-    return "no_audio" if not info.has_audio else "not_used"  # this bundle has no audio model
 
 
 class _NoWriter:
