@@ -199,3 +199,76 @@ def test_cli_predict_unknown_bundle_version(tmp_path, fer_keras_model, capsys):
     assert main(["predict", "x.mp4", "--model", str(bundle), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bundle format version 7 is not supported" in err[0]
+
+
+# --- live mode -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_clip(tmp_path, pyfeat_media):
+    path = tmp_path / "live.mp4"
+    _cut(pyfeat_media / "WolfgangLanger_Pexels.mp4", path, 13, 6, ("-an",))
+    return path
+
+
+def test_capture_drops_frames_to_keep_up(live_clip):
+    pytest.importorskip("cv2")
+    import time
+
+    from avfer.predict.live import CaptureSource
+
+    src = CaptureSource(str(live_clip), detect_size=480, frame_max_side=1280)
+    try:
+        batches = src.batches(5)
+        first = next(batches)
+        time.sleep(1.0)  # a slow consumer: the file keeps playing at its 23.976 fps meanwhile
+        second = next(batches)
+    finally:
+        src.close()
+    assert len(first) == len(second) == 5 and list(second.t) == [5, 6, 7, 8, 9]
+    assert np.diff(first.source_index).max() <= 3  # while consumed promptly: (nearly) every frame
+    assert second.source_index[0] - first.source_index[-1] >= 15 and src.dropped >= 15
+    assert first.frame(0).shape == (360, 640, 3)
+
+
+@pytest.mark.integration
+def test_live_window_shows_the_overlay_under_xvfb(tmp_path, live_clip, predictor, monkeypatch):
+    """A video file through the capture path, in a real window on a virtual X display: a
+    screenshot shows the frame with the overlay (track colour, bars), and the annotated stream
+    and table are written."""
+    pytest.importorskip("cv2")
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    from PIL import ImageGrab
+
+    from avfer.predict.draw import colour
+    from avfer.predict.live import run_live
+
+    display = ":87"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24"], stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        time.sleep(1.0)
+        monkeypatch.setenv("DISPLAY", display)
+        shots = []
+
+        def on_frame(i: int, image: np.ndarray) -> None:
+            if i in (5, 6):
+                shots.append((np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB")), image))
+
+        stats = run_live(predictor, str(live_clip), tmp_path / "live", max_frames=12, on_frame=on_frame)
+    finally:
+        xvfb.terminate()
+        xvfb.wait()
+    # the file plays in real time like a camera: a slow machine processes fewer of its frames
+    assert 7 <= stats["frames"] <= 12 and stats["stopped"] == "end of stream"
+    screen, drawn = shots[-1]
+    track = np.all(np.abs(screen.astype(int) - colour(1)) < 25, axis=-1)
+    assert track.sum() > 300, track.sum()  # the box, label background and bars of face #1
+    assert screen.std() > 20  # the frame itself, not an empty screen
+    table = pd.read_csv(tmp_path / "live" / "live.frames.csv")
+    assert table["frame"].nunique() == stats["frames"] and (table["face_id"] == 1).mean() > 0.9
+    assert table.loc[table["face_id"] == 1, FACE_P].idxmax(axis=1).eq("face_p_Happy").mean() > 0.8
+    assert grid_length(probe(tmp_path / "live" / "live.annotated.mp4").duration, 23.976) == stats["frames"]
+    assert drawn.shape == (360, 640, 3)

@@ -55,9 +55,17 @@ def _predict(args: argparse.Namespace) -> None:
     from avfer.bundle import load_bundle
     from avfer.predict import Predictor, predict_files
 
-    if not args.inputs:
-        raise AvferError("predict: give at least one INPUT (video, image, folder or glob)")
+    if not args.inputs and args.webcam is None:
+        raise AvferError("predict: give at least one INPUT (video, image, folder or glob) or --webcam")
     predictor = Predictor(load_bundle(args.model), device=args.device, max_faces=args.max_faces)
+    if args.webcam is not None:
+        from avfer.predict.live import run_live
+
+        source = int(args.webcam) if args.webcam.isdigit() else args.webcam
+        out = args.out if args.out_given or args.window is False else None
+        print(json.dumps(run_live(predictor, source, out, window=args.window, max_frames=args.max_frames)))
+        if not args.inputs:
+            return
     outputs = [o for o in ("csv", "json", "annotated", "timeline") if o not in (args.skip or [])]
     bad = predict_files(
         predictor, args.inputs, args.out, outputs=outputs, progress=None if args.progress else False
@@ -106,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="video/GIF/image files, folders, globs")
     p.add_argument("--model", help="bundle folder from `avfer export` (default: the shipped FER2013 model)")
-    p.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    p.add_argument("--out", help="output folder (default: ./predictions)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--max-faces", type=int, default=3, help="faces tracked per video / per image")
     p.add_argument(
@@ -116,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an output not to write (repeatable)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument(
+        "--webcam", nargs="?", const="0", metavar="N|URL",
+        help="live mode: camera N (default 0), a stream URL or a video file played in real time",
+    )  # fmt: skip
+    p.add_argument(
+        "--window", action=argparse.BooleanOptionalAction, help="live window (default: if a display exists)"
+    )
+    p.add_argument("--max-frames", type=int, default=0, help="live mode: stop after N frames (0 = never)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(
@@ -137,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one line and exit with status 2."""
     args = build_parser().parse_args(argv)
+    if args.command == "predict":
+        args.out_given, args.out = args.out is not None, args.out or "predictions"
     try:
         args.func(args)
     except AvferError as exc:

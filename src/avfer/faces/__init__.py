@@ -16,7 +16,7 @@ from avfer.faces.align import (
 )
 from avfer.faces.cache import SUMMARY_COLUMNS, build_face_shard, shard_summary, summarize_faces
 from avfer.faces.detect import Detections, FaceDetector, resolve_device
-from avfer.faces.pipeline import ClipFaces, FaceSettings, process_clip, track_clip
+from avfer.faces.pipeline import ClipFaces, FaceSettings, process_clip, track_clip, track_stream
 from avfer.faces.track import SubjectTracker, assign_subjects, iou, select_main
 
 __all__ = [
@@ -41,5 +41,6 @@ __all__ = [
     "square_box_crop",
     "summarize_faces",
     "track_clip",
+    "track_stream",
     "warp_face",
 ]

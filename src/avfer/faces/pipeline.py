@@ -17,7 +17,8 @@ sizes, the detection copy downscaled by ffmpeg):
    as FER2013-style models were trained).
 
 :func:`track_clip` follows up to ``max_faces`` subjects at once (one tracker each, sharing the
-keyframe detections); :func:`process_clip` is its one-subject case, the face cache's content.
+keyframe detections); :func:`process_clip` is its one-subject case, the face cache's content;
+:func:`track_stream` runs the same steps on a live capture.
 """
 
 from __future__ import annotations
@@ -125,7 +126,11 @@ class _Subject:
 
 
 class _ClipRun:
-    """State of one clip being processed chunk by chunk (``max_faces`` subjects)."""
+    """State of one clip being processed chunk by chunk (``max_faces`` subjects).
+
+    ``window``: keep only the last ``window`` frames in the subjects' arrays (a ring indexed by
+    ``t % window``; for endless streams, consumed chunk by chunk through ``on_chunk``).
+    """
 
     def __init__(
         self,
@@ -136,20 +141,26 @@ class _ClipRun:
         max_faces: int = 1,
         crop: FaceCrop | None = None,
         on_chunk: Callable[[GridFrames, list[_Subject]], None] | None = None,
+        window: int | None = None,
     ) -> None:
         self.dec, self.det, self.s = dec, detector, s
         self.n = dec.n_frames
+        self.window = window  # None: arrays hold the whole clip; else a ring of `window` frames
         self.crop = crop or FaceCrop("template", s.crop_size, s.margin)
         ids = itertools.count(1)
         track = {"min_iou": s.track_iou, "max_gap": s.max_gap, "center_weight": s.center_weight, "ids": ids}
         self.subjects = [
-            _Subject(SubjectTracker(dec.small_size, **track), self.n, self.crop.size)
+            _Subject(SubjectTracker(dec.small_size, **track), window or self.n, self.crop.size)
             for _ in range(max(1, max_faces))
         ]
         self.out = self.subjects[0].out
         self.on_chunk = on_chunk
         self.template = face_template(self.crop.size, self.crop.margin)
         self.stats = {"keyframes": 0, "refined": 0, "redetected": 0}
+
+    def slot(self, t: Any) -> Any:
+        """Row of grid frame(s) ``t`` in the subjects' arrays."""
+        return t if self.window is None else t % self.window
 
     def is_key(self, t: np.ndarray) -> np.ndarray:
         return (t % self.s.keyframe_every == 0) | (t == self.n - 1)
@@ -173,8 +184,8 @@ class _ClipRun:
         """Process consecutive frames ending with a keyframe."""
         t, valid, small = g.t, g.valid, g.smalls
         for subj in self.subjects:
-            subj.out["frame_index"][t] = g.source_index
-            subj.out["source_time"][t] = g.source_time
+            subj.out["frame_index"][self.slot(t)] = g.source_index
+            subj.out["source_time"][self.slot(t)] = g.source_time
 
         # 1. full detection on keyframes, main subject(s) by tracking
         key = np.flatnonzero(self.is_key(t) & valid)
@@ -251,11 +262,11 @@ class _ClipRun:
         dx, dy = self.dec.to_display
         scale = np.float32([sx * dx, sy * dy])
         o = subj.out
-        o["has_face"][t] = has
-        o["prob"][t] = np.where(has, res_prob, 0)
-        o["box"][t] = np.where(has[:, None], res_box * np.tile(scale, 2), 0)
-        o["landmarks"][t] = np.where(has[:, None, None], res_lm * scale, 0)
-        subj.track[t] = np.where(has, track, -1)
+        o["has_face"][self.slot(t)] = has
+        o["prob"][self.slot(t)] = np.where(has, res_prob, 0)
+        o["box"][self.slot(t)] = np.where(has[:, None], res_box * np.tile(scale, 2), 0)
+        o["landmarks"][self.slot(t)] = np.where(has[:, None, None], res_lm * scale, 0)
+        subj.track[self.slot(t)] = np.where(has, track, -1)
 
     def redetect(self, idx: np.ndarray, images: np.ndarray, guess: np.ndarray, x: Any, res: tuple) -> None:
         """Full detection on frames whose predicted box O-Net rejected."""
@@ -290,7 +301,7 @@ class _ClipRun:
                 if face is None:
                     has[i] = False
                 else:
-                    out["faces"][g.t[i]] = face
+                    out["faces"][self.slot(g.t[i])] = face
             return
         mats = similarity_matrices(lm[rows], self.template)
         to_full = np.diag([1 / sx, 1 / sy, 1.0])  # frame pixels -> detection-size pixels
@@ -300,9 +311,9 @@ class _ClipRun:
                 continue
             # detection-size pixels per crop pixel: enough for the crop → warp the small frame
             if np.sqrt(abs(np.linalg.det(m[:2, :2]))) <= 1.0:
-                out["faces"][g.t[i]] = warp_face(g.small(i), m, self.crop.size)
+                out["faces"][self.slot(g.t[i])] = warp_face(g.small(i), m, self.crop.size)
             else:
-                out["faces"][g.t[i]] = warp_face(g.frame(i), m @ to_full, self.crop.size)
+                out["faces"][self.slot(g.t[i])] = warp_face(g.frame(i), m @ to_full, self.crop.size)
 
 
 def track_clip(
@@ -344,6 +355,27 @@ def track_clip(
         ClipFaces(subj.out, {"faces": int(subj.out["has_face"].sum()), **stats}, subj.track)
         for subj in run.subjects
     ]
+
+
+def track_stream(
+    source: Any,
+    detector: FaceDetector,
+    settings: FaceSettings,
+    *,
+    on_chunk: Callable[[GridFrames, list[_Subject]], None],
+    window: int,
+    max_faces: int = 1,
+    crop: FaceCrop | None = None,
+) -> dict[str, int]:
+    """:func:`track_clip` on an endless frame source (a live capture), keeping only the last
+    ``window`` frames (ring rows ``t % window``); results reach ``on_chunk`` chunk by chunk.
+    ``source`` offers :class:`~avfer.video.GridDecoder`'s interface (``batches``, ``n_frames``,
+    ``small_size``, ``small_to_frame``, ``to_display``). Returns the detection counters."""
+    run = _ClipRun(
+        source, detector, settings, max_faces=max_faces, crop=crop, on_chunk=on_chunk, window=window
+    )
+    run.run()
+    return run.stats
 
 
 def process_clip(
