@@ -5,7 +5,9 @@ the original audio muxed back in) or image, and the timeline (``<name>.timeline.
 from __future__ import annotations
 
 import contextlib
+import queue
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,26 +59,30 @@ class VideoWriter:
             offset = audio.audio_start_time - audio.start_time
             cmd += ["-itsoffset", f"{offset:.6f}", "-i", audio.path, "-map", "0:v", "-map", "1:a:0"]
             cmd += ["-c:a", "aac", "-b:a", "128k", "-shortest"]
-        cmd += [
-            "-vf",
-            "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "23",
-        ]
-        cmd += ["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "superfast"]
+        cmd += ["-crf", "23", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        # frames go to ffmpeg from a thread, so that drawing the next ones overlaps encoding
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._failed = False
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._failed:
+                continue
+            try:
+                self.proc.stdin.write(data)  # type: ignore[union-attr]
+            except (BrokenPipeError, ValueError):
+                self._failed = True
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape[1::-1] != tuple(self.size):
             raise ValueError(f"frame size {frame.shape[1::-1]} != writer size {self.size}")
-        try:
-            self.proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())  # type: ignore[union-attr]
-        except BrokenPipeError:
-            raise AvferError(f"{self.path}: ffmpeg stopped ({self._error()})") from None
+        if self._failed:
+            raise AvferError(f"{self.path}: ffmpeg stopped ({self._error()})")
+        self._queue.put(np.ascontiguousarray(frame, np.uint8).tobytes())
         self.frames += 1
 
     def _error(self) -> str:
@@ -85,6 +91,10 @@ class VideoWriter:
 
     def close(self, ok: bool = True) -> None:
         """Finish the file (``ok``) or abandon it; raises when ffmpeg failed."""
+        if not ok:
+            self._failed = True
+        self._queue.put(None)
+        self._thread.join()
         with contextlib.suppress(BrokenPipeError):
             self.proc.stdin.close()  # type: ignore[union-attr]
         if not ok:
