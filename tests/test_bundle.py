@@ -126,7 +126,7 @@ def test_exported_bundle_reproduces_the_pipeline_predictions(tmp_path, pyfeat_me
     src = pyfeat_media / "WolfgangLanger_Pexels.mp4"
     for cid, start in (("sad", 1), ("happy", 14)):
         clips[cid] = tmp_path / f"{cid}.mp4"
-        cmd = ["ffmpeg", "-v", "error", "-ss", str(start), "-t", "3", "-i", str(src), "-c:v", "libx264"]
+        cmd = ["ffmpeg", "-v", "error", "-ss", str(start), "-t", "2", "-i", str(src), "-c:v", "libx264"]
         subprocess.run([*cmd, "-c:a", "aac", str(clips[cid])], check=True)
     rows = pd.DataFrame(
         [(cid, str(p), "test", "Happy", "test-000") for cid, p in clips.items()],
@@ -152,3 +152,13 @@ def test_exported_bundle_reproduces_the_pipeline_predictions(tmp_path, pyfeat_me
         np.testing.assert_allclose(got, want, atol=1e-5)
         assert summary["label"] == pipeline.loc[cid, "pred"]
     assert pipeline.loc["happy", "pred"] == "Happy"
+
+
+def test_cli_export(tmp_path, fer_installed, capsys):
+    from avfer.cli import main
+
+    assert main(["export", str(tmp_path / "shipped"), "--shipped"]) == 0
+    assert load_bundle(tmp_path / "shipped").crop.mode == "box_square"
+    rc = main(["export", str(tmp_path / "b"), "--results", str(tmp_path / "no-run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no trained face CNN" in err[0]
