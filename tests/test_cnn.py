@@ -16,8 +16,9 @@ from avfer.io import open_cache, read_clip
 from avfer.labels import EMOTIONS
 from avfer.metrics import PROB_COLUMNS, read_predictions
 from avfer.models.face import load_face_model
-from avfer.train.cnn import class_weights, finetune, pretrain, resume_path
+from avfer.train.cnn import finetune, pretrain
 from avfer.train.cnn_predict import aggregate_frames, extract_features
+from avfer.train.common import class_weights, resume_path
 
 
 @pytest.fixture(autouse=True)

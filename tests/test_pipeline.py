@@ -202,3 +202,40 @@ def test_interrupted_run_resumes_to_the_same_result(run):
             method.pop("fit_seconds")
     assert after == before
     assert "resumed from" in log.read_text()
+
+
+def test_bundle_reproduces_the_test_predictions(run):
+    """`snakemake <R>/bundle` packages the run; `avfer predict` with it, on the raw test clips,
+    gives every fused model's test predictions and the late fusion's, from the videos alone."""
+    import numpy as np
+
+    from avfer.bundle import load_bundle
+    from avfer.labels import EMOTIONS
+    from avfer.predict import Predictor
+
+    results, configfile = run["results"], run["configfile"]
+    proc = _snakemake(configfile, str(results / "bundle"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    bundle = load_bundle(results / "bundle")
+    fusion = _fusion(results)
+    assert bundle.fusion["method"] == fusion["method"] and bundle.fusion["models"] == list(fusion["weights"])
+    assert sorted(bundle.models) == sorted(m for m in fusion["weights"] if not m.startswith("cnn_"))
+    sheet = pd.read_csv(results / "samples.csv", dtype=str, keep_default_na=False)
+    test = sheet[sheet["split"] == "test"]
+    cols = [f"p_{e}" for e in EMOTIONS]
+    expected = {
+        m: pd.read_csv(results / "models" / m / "predictions.csv", dtype={"clip_id": str}).set_index(
+            "clip_id"
+        )
+        for m in fusion["weights"]
+    }
+    fused = pd.read_csv(results / "fusion" / "predictions.csv", dtype={"clip_id": str}).set_index("clip_id")
+    predictor = Predictor(bundle, device="cpu", max_faces=1)
+    for rec in test.itertuples():
+        _, summary = predictor.video(rec.path if Path(rec.path).is_absolute() else ROOT / rec.path)
+        for m, want in expected.items():
+            got = [summary["models"][m]["probabilities"][e] for e in EMOTIONS]
+            np.testing.assert_allclose(got, want.loc[rec.clip_id, cols].to_numpy(float), atol=1e-4, err_msg=m)
+        got = [summary["fusion"]["probabilities"][e] for e in EMOTIONS]
+        np.testing.assert_allclose(got, fused.loc[rec.clip_id, cols].to_numpy(float), atol=1e-4)
+        assert summary["label"] == fused.loc[rec.clip_id, "pred"]

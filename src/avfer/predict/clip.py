@@ -1,0 +1,92 @@
+"""Clip-level models of a bundle on one video: the pipeline's sequence models (temporal heads
+over CNN features, audio models over openSMILE features, early fusion) and its late fusion.
+
+Their inputs are built as the pipeline builds them, from the same code: CNN features
+(:func:`avfer.train.cnn_predict.frame_features`) of the main subject's face crops on the 25 fps
+grid, audio LLDs and functionals from :func:`avfer.audio.process_clip` with the run's audio
+settings, arranged by :func:`avfer.data.sequences.load_clips`' rules, standardised with the
+training statistics stored in each model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from avfer.bundle import Bundle
+from avfer.data.sequences import Clip, SequenceDataset, Standardizer, collate_sequences, standardize
+from avfer.fusion.late import FusionRule
+from avfer.models.specs import parse_model_name
+from avfer.train.cnn_predict import frame_features
+
+
+def _audio(bundle: Bundle, path: str | Path, n: int) -> tuple[dict[str, np.ndarray], str]:
+    from avfer.audio import LldExtractor, process_clip
+
+    cfg = dict(bundle.spec["audio"])
+    rec = process_clip(path, LldExtractor.from_config(cfg), with_std=bool(cfg.get("lld_std", False)))
+    lld, mask = rec.lld, rec.lld_mask
+    if len(lld) != n:  # as load_clips: cut or pad (invalid) to the video length
+        lld = np.concatenate([lld, np.zeros((max(0, n - len(lld)), lld.shape[1]), lld.dtype)])[:n]
+        mask = np.concatenate([mask, np.zeros(max(0, n - len(mask)), bool)])[:n]
+    arrays = {"audio": lld, "audio_mask": mask, "functionals": rec.functionals}
+    arrays["has_audio"] = np.asarray(rec.status not in ("no_audio", "failed"))
+    return arrays, rec.status
+
+
+@torch.inference_mode()
+def clip_scores(
+    bundle: Bundle, path: str | Path, main: dict[str, np.ndarray], face_probs: np.ndarray
+) -> tuple[dict[str, np.ndarray], str]:
+    """Class probabilities of every model of the bundle (the face CNN's are ``face_probs``) for
+    the video ``path`` whose main subject is ``main`` (``faces``, ``has_face`` [T]), and the
+    audio status (``ok``, ``no_audio``, ``failed``, or ``not_used`` when no model hears)."""
+    scores = {bundle.face_name: np.asarray(face_probs, np.float64)}
+    if not bundle.models:
+        return scores, "not_used"
+    n, has = len(main["has_face"]), main["has_face"]
+    keys = {k for name in bundle.models for k in parse_model_name(name).inputs}
+    arrays: dict[str, np.ndarray] = {}
+    if keys & {"video", "video_mask"}:
+        feats = frame_features(bundle.face_model, main["faces"][has])
+        video = np.zeros((n, feats.shape[1] if len(feats) else bundle.face_model.feature_dim), np.float32)
+        video[has] = feats
+        arrays.update(video=video, video_mask=has.copy())
+    status = "not_used"
+    if keys & {"audio", "audio_mask", "functionals", "has_audio"}:
+        audio, status = _audio(bundle, path, n)
+        arrays.update(audio)
+    device = next(bundle.face_model.parameters()).device
+    for name, (model, ckpt) in bundle.models.items():
+        inputs = {k: arrays[k] for k in parse_model_name(name).inputs}
+        for k in ("video", "audio", "functionals"):
+            if k in inputs:
+                inputs[k] = np.nan_to_num(np.asarray(inputs[k], np.float32), posinf=0.0, neginf=0.0)
+        clip = Clip(name, "", "", {k: v.copy() for k, v in inputs.items()})
+        standardize([clip], {k: Standardizer.from_state(v) for k, v in ckpt["norms"].items()})
+        batch, _ = collate_sequences([SequenceDataset([clip])[0]])
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
+        scores[name] = torch.softmax(logits.double(), dim=1).numpy()[0]
+    return scores, status
+
+
+def fuse(bundle: Bundle, scores: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The bundle's late fusion of the models' probabilities (``None`` without a fusion)."""
+    f = bundle.fusion
+    if not f:
+        return None
+    rule = FusionRule(f["method"], f["mode"], np.asarray(f["weights"], np.float64))
+    return rule.apply(np.stack([scores[m] for m in f["models"]])[:, None, :])[0]
+
+
+def model_summary(bundle: Bundle, scores: dict[str, np.ndarray], fused: np.ndarray | None) -> dict[str, Any]:
+    """``models`` (name → label, probabilities) and ``fusion`` entries of the clip summary."""
+    from avfer.predict.runner import labelled
+
+    out: dict[str, Any] = {"models": {m: labelled(p) for m, p in scores.items()}}
+    if fused is not None:
+        out["fusion"] = {"method": bundle.fusion["method"], **labelled(fused)}  # type: ignore[index]
+    return out

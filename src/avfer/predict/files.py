@@ -1,0 +1,122 @@
+"""``avfer predict INPUT...``: expand the inputs (files, folders, globs), predict each one and
+write its outputs; a bad input gets one line on stderr (and a ``failed`` summary) while the
+others go on."""
+
+from __future__ import annotations
+
+import glob
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from avfer.errors import AvferError
+from avfer.predict.draw import draw_overlay
+from avfer.predict.runner import IMAGE_SUFFIXES, Prediction, Predictor, failed_summary, read_image
+from avfer.predict.writers import write_frames_csv, write_image, write_summary, write_timeline
+
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
+)
+OUTPUTS = ("csv", "json", "annotated", "timeline")
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files to predict (folders: their images and videos, recursively; globs expanded) and
+    one error line per input that names nothing."""
+    files: list[Path] = []
+    errors: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES
+            )
+            files += found
+            if not found:
+                errors.append(f"{path}: folder has no image or video files")
+        elif path.exists() or not glob.has_magic(item):
+            files.append(path)  # a missing file is reported when it is processed
+        else:
+            matched = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            files += matched
+            if not matched:
+                errors.append(f"{item}: no file matches")
+    return list(dict.fromkeys(files)), errors
+
+
+def output_names(files: Sequence[Path]) -> list[str]:
+    """An output name per file: its stem, made unique with ``-2``, ``-3``... ."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in files:
+        stem = f.stem or f.name
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return out
+
+
+def predict_one(
+    predictor: Predictor, path: Path, out_dir: Path, name: str, outputs: Sequence[str], progress: Any = None
+) -> Prediction:
+    """Predict one file and write the requested ``outputs`` as ``out_dir/name.*``."""
+    is_image = path.suffix.lower() in IMAGE_SUFFIXES
+    if is_image:
+        image = read_image(path)
+        pred, marks = predictor.image(image, str(path))
+        if "annotated" in outputs:
+            suffix = ".png" if path.suffix.lower() == ".png" else ".jpg"
+            write_image(out_dir / f"{name}.annotated{suffix}", draw_overlay(image, marks))
+    else:
+        annotated = out_dir / f"{name}.annotated.mp4" if "annotated" in outputs else None
+        pred = predictor.video(path, annotated=annotated, progress=progress)
+        if "timeline" in outputs:
+            write_timeline(out_dir / f"{name}.timeline.png", pred.frames, title=path.name)
+    if "csv" in outputs:
+        write_frames_csv(out_dir / f"{name}.frames.csv", pred.frames)
+    if "json" in outputs:
+        write_summary(out_dir / f"{name}.json", pred.summary)
+    return pred
+
+
+def predict_files(
+    predictor: Predictor,
+    inputs: Sequence[str],
+    out_dir: str | Path,
+    *,
+    outputs: Sequence[str] = OUTPUTS,
+    progress: bool | None = None,
+) -> int:
+    """Predict every input; returns the number of inputs that failed or had no face (each
+    reported in one line on stderr)."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files, errors = expand_inputs(inputs)
+    for line in errors:
+        print(f"avfer: error: {line}", file=sys.stderr)
+    bad = len(errors)
+    disable = None if progress is None else not progress
+    bar = tqdm(total=len(files), unit="file", desc="inputs", disable=disable, position=0)
+    frames = tqdm(total=0, unit="frame", desc="frames", disable=disable, position=1, leave=False)
+    for path, name in zip(files, output_names(files), strict=True):
+        bar.set_postfix_str(path.name[-40:])
+        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+        try:
+            pred = predict_one(predictor, path, out, name, outputs, frames)
+            if pred.summary["status"] != "ok":
+                bad += 1
+                tqdm.write(f"avfer: error: {pred.summary['error']}", file=sys.stderr)
+        except AvferError as exc:
+            bad += 1
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            tqdm.write(f"avfer: error: {msg}", file=sys.stderr)
+            if "json" in outputs:
+                write_summary(out / f"{name}.json", failed_summary(str(path), kind, msg, predictor.bundle))
+        bar.update(1)
+    frames.close()
+    bar.close()
+    return bad

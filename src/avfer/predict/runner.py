@@ -1,0 +1,278 @@
+"""One input (video, animated GIF, image or array) through a bundle: faces, per-frame emotions,
+the per-frame table and the clip summary, optionally the annotated video or image on the way.
+
+Videos go through the face stage itself (:func:`avfer.faces.track_clip`: the 25 fps grid
+decoder, MTCNN keyframes and O-Net tracking, up to ``max_faces`` subjects) with the bundle's
+face settings and crop geometry, one chunk of frames at a time: each chunk's crops are
+classified and drawn while the next is decoded. Images get one MTCNN detection. The clip
+label is the bundle's aggregate (mean or median of the frame softmax) over the main subject's
+frames, as the pipeline scores a clip; every face track also gets its own label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from avfer.bundle import Bundle
+from avfer.device import resolve_device
+from avfer.errors import AvferError
+from avfer.faces.align import align_faces, square_box_crop
+from avfer.faces.pipeline import track_clip
+from avfer.labels import EMOTIONS
+from avfer.predict.clip import clip_scores, fuse, model_summary
+from avfer.predict.draw import FaceMark, draw_overlay
+from avfer.predict.writers import video_writer
+from avfer.train.cnn_predict import aggregate_frames
+from avfer.video import GRID_FPS, GridFrames, probe, scaled_size
+
+LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+FACE_COLUMNS = [f"face_p_{e}" for e in EMOTIONS]
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class Prediction(NamedTuple):
+    """``frames``: one row per 25 fps grid frame and face (see :func:`frames_table`);
+    ``summary``: the clip's status, label and probabilities, per face track too."""
+
+    frames: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def frames_table(n: int, faces: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """The per-frame table of ``n`` grid frames from per-subject arrays (``has_face [n]``,
+    ``track [n]``, ``box [n, 4]``, ``landmarks [n, 5, 2]``, ``prob [n]``, ``logits [n, 7]``):
+    ``frame, time, face_id, x1, y1, x2, y2, det_prob, <landmark>_x/_y, face_p_<Emotion>``;
+    a frame without any face has one row with ``face_id = -1`` and empty values."""
+    parts = []
+    for f in faces:
+        rows = np.flatnonzero(f["has_face"])
+        part = {"frame": rows, "face_id": f["track"][rows]}
+        part.update(dict(zip(("x1", "y1", "x2", "y2"), f["box"][rows].T, strict=True)))
+        part["det_prob"] = f["prob"][rows]
+        for k, name in enumerate(LANDMARKS):
+            part[f"{name}_x"], part[f"{name}_y"] = f["landmarks"][rows, k, 0], f["landmarks"][rows, k, 1]
+        part.update(dict(zip(FACE_COLUMNS, softmax(f["logits"][rows]).T, strict=True)))
+        parts.append(pd.DataFrame(part))
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"frame": [], "face_id": []})
+    empty = np.setdiff1d(np.arange(n), df["frame"].to_numpy())
+    df = pd.concat([df, pd.DataFrame({"frame": empty, "face_id": -1})], ignore_index=True)
+    df = df.astype({"frame": np.int64, "face_id": np.int64}).sort_values(["frame", "face_id"], kind="stable")
+    df.insert(1, "time", df["frame"] / GRID_FPS)
+    cols = ["frame", "time", "face_id", "x1", "y1", "x2", "y2", "det_prob"]
+    cols += [f"{n}_{a}" for n in LANDMARKS for a in "xy"] + FACE_COLUMNS
+    return df.reindex(columns=cols).reset_index(drop=True)
+
+
+def _probs(logits: np.ndarray, how: str) -> np.ndarray:
+    return aggregate_frames(logits, np.zeros(len(logits), np.int64), 1, how)[0]
+
+
+def labelled(p: np.ndarray) -> dict[str, Any]:
+    """``{"label", "probabilities"}`` of a probability vector."""
+    return {
+        "label": EMOTIONS[int(np.argmax(p))],
+        "probabilities": dict(zip(EMOTIONS, map(float, p), strict=True)),
+    }
+
+
+def summarize(
+    path: str, kind: str, n: int, faces: list[dict[str, np.ndarray]], bundle: Bundle
+) -> dict[str, Any]:
+    """The clip summary: status, label and probabilities of the main subject (slot 0), and per
+    face track (id, frames, first/last time, label, probabilities)."""
+    main = faces[0] if faces else None
+    found = int(main["has_face"].sum()) if main is not None else 0
+    out: dict[str, Any] = {"input": path, "kind": kind, "status": "ok" if found else "no_face", "error": ""}
+    out.update({"model": bundle.name, "frames": n, "fps": GRID_FPS, "face_frames": found})
+    out.update({"label": None, "probabilities": None})
+    if found:
+        out.update(labelled(_probs(main["logits"][main["has_face"]], bundle.aggregate)))
+    else:
+        out["error"] = f"{path}: no face found"
+    tracks = []
+    for f in faces:
+        for k in np.unique(f["track"][f["has_face"]]):
+            rows = np.flatnonzero(f["has_face"] & (f["track"] == k))
+            t0, t1 = rows[0] / GRID_FPS, rows[-1] / GRID_FPS
+            entry = {"face_id": int(k), "frames": len(rows), "start": t0, "end": t1}
+            tracks.append(entry | labelled(_probs(f["logits"][rows], bundle.aggregate)))
+    out["tracks"] = sorted(tracks, key=lambda e: e["face_id"])
+    return out
+
+
+def failed_summary(path: str, kind: str, error: str, bundle: Bundle) -> dict[str, Any]:
+    """The summary of an input that could not be read."""
+    return {
+        "input": path,
+        "kind": kind,
+        "status": "failed",
+        "error": error,
+        "model": bundle.name,
+        "tracks": [],
+    }
+
+
+class Predictor:
+    """A bundle ready to predict: its detector and face model on ``device``.
+
+    ``max_faces``: subjects tracked per video (faces per image); ``batch_size``: faces per
+    forward pass of the face model.
+    """
+
+    def __init__(
+        self, bundle: Bundle, *, device: str = "auto", max_faces: int = 3, batch_size: int = 256
+    ) -> None:
+        self.bundle = bundle
+        self.device = resolve_device(device)
+        self.settings = bundle.face_settings
+        self.detector = self.settings.detector(str(self.device))
+        self.model = bundle.face_model.to(self.device).eval()
+        self.max_faces, self.batch_size = max(1, max_faces), batch_size
+
+    @torch.inference_mode()
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Logits ``[n, 7]`` of ``uint8 [n, h, w, 3]`` face crops."""
+        out = np.zeros((len(crops), len(EMOTIONS)), np.float32)
+        for i in range(0, len(crops), self.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(crops[i : i + self.batch_size])).to(self.device)
+            out[i : i + self.batch_size] = self.model(x).float().cpu().numpy()
+        return out
+
+    def video(
+        self, path: str | Path, *, annotated: str | Path | None = None, progress: Any = None
+    ) -> Prediction:
+        """Predict a video file; ``annotated``: also write the annotated mp4 there;
+        ``progress``: a tqdm-like bar (``total`` set here, ``update`` per chunk)."""
+        info = probe(path)
+        frame_size = scaled_size(info.display_size, self.settings.frame_max_side)
+        to_frame = (frame_size[0] / info.display_size[0], frame_size[1] / info.display_size[1])
+        logits: list[np.ndarray] = []
+        with _maybe_writer(annotated, frame_size, info) as writer:
+
+            def on_chunk(g: GridFrames, subjects: list[Any]) -> None:
+                if not logits:
+                    n = len(subjects[0].track)
+                    logits.extend(np.full((n, len(EMOTIONS)), np.nan, np.float32) for _ in subjects)
+                    if progress is not None:
+                        progress.reset(total=n)
+                for subj, lg in zip(subjects, logits, strict=True):
+                    rows = g.t[subj.out["has_face"][g.t]]
+                    if len(rows):
+                        lg[rows] = self.classify(subj.out["faces"][rows])
+                if writer is not None:
+                    scale = np.float32([*to_frame, *to_frame])
+                    for i, t in enumerate(g.t):
+                        marks = [
+                            FaceMark(s.out["box"][t] * scale, int(s.track[t]), softmax(lg[t]))
+                            for s, lg in zip(subjects, logits, strict=True)
+                            if s.out["has_face"][t]
+                        ]
+                        writer.write(draw_overlay(g.frame(i), marks))
+                if progress is not None:
+                    progress.update(len(g))
+
+            clips = track_clip(
+                path,
+                self.detector,
+                self.settings,
+                max_faces=self.max_faces,
+                crop=self.bundle.crop,
+                on_chunk=on_chunk,
+            )
+        n = clips[0].stats["frames"]
+        faces = [{**c.data, "track": c.track, "logits": lg} for c, lg in zip(clips, logits, strict=True)]
+        summary = summarize(str(path), "video", n, faces, self.bundle)
+        summary.update({"duration": info.duration, "has_audio": info.has_audio})
+        face = faces[0]
+        found = face["has_face"].any()
+        p_face = (
+            _probs(face["logits"][face["has_face"]], self.bundle.aggregate) if found else self.bundle.prior
+        )
+        scores, audio_status = clip_scores(self.bundle, path, face, p_face)
+        summary["audio_status"] = audio_status if info.has_audio else "no_audio"
+        if self.bundle.models:
+            fused = fuse(self.bundle, scores)
+            summary.update(model_summary(self.bundle, scores, fused))
+            best = fused if fused is not None else scores[next(reversed(self.bundle.models))]
+            summary.update(labelled(best))  # the clip label: the bundle's fusion (or its last model)
+            if summary["status"] == "no_face" and audio_status == "ok":
+                summary["status"], summary["error"] = "ok", ""  # the audio models still give a label
+        return Prediction(frames_table(n, faces), summary)
+
+    def image(self, image: np.ndarray, name: str = "<array>") -> tuple[Prediction, list[FaceMark]]:
+        """Predict one ``uint8 [H, W, 3]`` RGB image → the prediction and the faces to draw."""
+        from PIL import Image
+
+        h, w = image.shape[:2]
+        small_size = scaled_size((w, h), self.settings.detect_size)
+        small = (
+            np.asarray(Image.fromarray(image).resize(small_size, Image.Resampling.BOX))
+            if small_size != (w, h)
+            else image
+        )
+        det = self.detector.detect([small])[0]
+        order = np.argsort(-(det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1]))
+        order = order[det.probs[order] >= self.settings.refine_threshold][: self.max_faces]
+        sx, sy = w / small_size[0], h / small_size[1]
+        boxes = det.boxes[order] * np.float32([sx, sy, sx, sy])
+        lms = det.landmarks[order] * np.float32([sx, sy])
+        crop = self.bundle.crop
+        if crop.mode == "box_square":
+            crops = [square_box_crop(image, b, crop.size, crop.pad) for b in boxes]
+            ok = np.array([c is not None for c in crops], bool)
+            faces_arr = np.stack([c for c in crops if c is not None]) if ok.any() else None
+        else:
+            faces_arr, ok = align_faces([image] * len(lms), lms, crop.size, crop.margin)
+            faces_arr = faces_arr[ok]
+        m = int(ok.sum())
+        faces = []
+        marks = []
+        if m:
+            lg = self.classify(faces_arr)
+            for k, (b, lm, p, logit) in enumerate(
+                zip(boxes[ok], lms[ok], det.probs[order][ok], lg, strict=True)
+            ):
+                faces.append({
+                    "has_face": np.ones(1, bool), "track": np.full(1, k + 1, np.int32), "box": b[None],
+                    "landmarks": lm[None], "prob": np.float32([p]), "logits": logit[None],
+                })  # fmt: skip
+                marks.append(FaceMark(b, k + 1, softmax(logit)))
+        summary = summarize(name, "image", 1, faces, self.bundle)
+        summary["faces"] = m
+        return Prediction(frames_table(1, faces), summary), marks
+
+
+class _NoWriter:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _maybe_writer(path: str | Path | None, size: tuple[int, int], info: Any) -> Any:
+    return video_writer(path, size, audio_from=info) if path is not None else _NoWriter()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as ``uint8 [H, W, 3]`` RGB (EXIF orientation applied)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise AvferError(f"{path}: file does not exist")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise AvferError(f"{path}: unreadable image ({exc})") from None

