@@ -114,7 +114,7 @@ def fit_rule(
 
 
 def _summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in ("accuracy", "uar", "macro_f1", "confusion")}
+    return {k: metrics[k] for k in ("n", "accuracy", "uar", "macro_f1", "confusion")}
 
 
 def cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

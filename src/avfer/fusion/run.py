@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def _brief(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in ("accuracy", "uar", "macro_f1", "confusion")}
+    return {k: metrics[k] for k in ("n", "accuracy", "uar", "macro_f1", "confusion")}
 
 
 def fit_divisions(n_models: int, step: float, max_points: int) -> int:
