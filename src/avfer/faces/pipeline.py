@@ -368,7 +368,7 @@ def track_clip(
         **run.stats,
     }
     return [
-        ClipFaces(subj.out, {"faces": int(subj.out["has_face"].sum()), **stats}, subj.track)
+        ClipFaces(subj.out, {"faces": int(subj.out["has_face"].sum()), **stats}, track=subj.track)
         for subj in run.subjects
     ]
 
