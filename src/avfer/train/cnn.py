@@ -34,7 +34,16 @@ from avfer.metrics import (
 )
 from avfer.models.face import FaceModel, save_face_model
 from avfer.train.cnn_predict import aggregate_frames, predict_clips
-from avfer.train.common import class_weights, file_stamps, resume_path, train_prior
+from avfer.train.common import (
+    build_scheduler,
+    class_weights,
+    file_stamps,
+    freeze_first,
+    make_optimizer,
+    resume_path,
+    staged_training,
+    train_prior,
+)
 from avfer.train.loop import FitResult, fit, predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -89,15 +98,12 @@ def train_model(
     stop_after: int | None = None,
 ) -> FitResult:
     """Fit with the hyper-parameters ``hp`` (a ``train`` config block: epochs, lr, weight_decay,
-    optimizer, patience, grad_clip, amp)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if hp["optimizer"] == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"], nesterov=True
-        )
-    else:
-        opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp["epochs"]))
+    optimizer, schedule, freeze_first, head_epochs, patience, grad_clip, amp)."""
+    frozen = freeze_first(model.backbone, hp.get("freeze_first", 0))
+    if frozen:
+        log.info("frozen first %d layers (%s ... %s)", len(frozen), frozen[0], frozen[-1])
+    opt = make_optimizer(model, hp)
+    sched = build_scheduler(opt, hp, len(train_loader))
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     return fit(
         model,
@@ -105,7 +111,9 @@ def train_model(
         val_loader,
         criterion=criterion,
         optimizer=opt,
-        scheduler=sched,
+        scheduler=sched.scheduler,
+        scheduler_interval=sched.interval,
+        before_epoch=staged_training(model, hp.get("head_epochs", 0)),
         score=score,
         epochs=hp["epochs"],
         device=device,
