@@ -33,7 +33,13 @@ from avfer.data.sequences import (
 from avfer.datasets.splits import Assignment, selection_split
 from avfer.errors import AvferError
 from avfer.io.atomic import atomic_path
-from avfer.metrics import compute_metrics, evaluate_predictions, predictions_frame, write_metrics
+from avfer.metrics import (
+    compute_metrics,
+    evaluate_predictions,
+    log_prior_logits,
+    predictions_frame,
+    write_metrics,
+)
 from avfer.metrics import write_predictions as write_predictions_csv
 from avfer.models.fusion import load_encoder
 from avfer.models.specs import build_model, parse_model_name
@@ -194,14 +200,22 @@ def train_sequence_model(
     logits, _ = predict(model, loader(clips), device)
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
     unseen = np.array([not visible(c) for c in clips], dtype=bool)
-    probs[unseen] = train_prior([c.target for c in train_clips])
+    prior = train_prior([c.target for c in train_clips])
+    probs[unseen] = prior
+    logits = logits.astype(np.float64)
+    logits[unseen] = log_prior_logits(prior)
     blind = "no_face" if "video_mask" in parsed.inputs else "no_audio"  # a cache said ok, yet no input
     status = [
         ("ok" if not u else blind if c.status == "ok" else c.status)
         for c, u in zip(clips, unseen, strict=True)
     ]
     df = predictions_frame(
-        [c.clip_id for c in clips], [c.split for c in clips], [c.label for c in clips], probs, status
+        [c.clip_id for c in clips],
+        [c.split for c in clips],
+        [c.label for c in clips],
+        probs,
+        status,
+        logits,
     )
     metrics = evaluate_predictions(df)
     log.info(
