@@ -37,6 +37,7 @@ include: "rules/audio.smk"
 include: "rules/temporal.smk"
 include: "rules/audio_models.smk"
 include: "rules/fusion.smk"
+include: "rules/seeds.smk"
 
 
 rule all:

@@ -287,3 +287,37 @@ def final_targets() -> list:
     if FOLDS:
         out.append(f"{R}/cv_summary.json")
     return out + [audio_targets, face_targets, cnn_targets]
+
+
+# --- several runs of one model as separate ensemble members (rules/seeds.smk): <model>@seed<k>
+
+SEQUENCE_MODEL_RE = rf"(({HEAD_RE}|early{OPTION_RE})_({BACKBONE_RE})|audio_({AUDIO_MODEL_RE}))"
+SEQUENCE_SECTION = {"temporal": "temporal", "audio": "audio_models", "early_fusion": "early_fusion"}
+
+
+def seeded_section(wildcards) -> str:
+    """The config section of a seeded sequence model (<model>@seed<k>)."""
+    from avfer.models.specs import parse_model_name
+
+    return SEQUENCE_SECTION[parse_model_name(wildcards.model).family]
+
+
+def seeded_settings(wildcards) -> dict[str, Any]:
+    """The result-affecting settings of a seeded sequence model's section."""
+    return result_settings(config[seeded_section(wildcards)])
+
+
+def seeded_inputs(wildcards) -> dict[str, Any]:
+    """A seeded sequence model reads what its base model reads (early fusion: the base models'
+    encoders; a temporal head: the base CNN's features)."""
+    from types import SimpleNamespace
+
+    from avfer.models.specs import parse_model_name
+
+    parsed = parse_model_name(wildcards.model)
+    w = SimpleNamespace(run=wildcards.run, backbone=parsed.backbone, option=parsed.option)
+    if parsed.family == "temporal":
+        return temporal_inputs(w)
+    if parsed.family == "audio":
+        return audio_model_inputs(w)
+    return early_fusion_inputs(w)
