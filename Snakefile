@@ -13,6 +13,7 @@
 #     models/<model>/                a trained model: checkpoint, predictions.csv, metrics.json
 #     late_fusion.json  summary.csv  the final result and the table of every model
 #   cv_summary.json                  mean ± std over the folds (dataset.folds only)
+#   static/                          FER2013 PublicTest / PrivateTest scores (pretrain.evaluate_static)
 #   logs/<rule>/...  benchmarks/<rule>/...   mirror the outputs they belong to
 
 from snakemake.utils import min_version
@@ -38,6 +39,7 @@ include: "rules/temporal.smk"
 include: "rules/audio_models.smk"
 include: "rules/fusion.smk"
 include: "rules/seeds.smk"
+include: "rules/static.smk"
 
 
 rule all:

@@ -286,7 +286,7 @@ def final_targets() -> list:
     out: list = [f for run in RUNS for f in (f"{run}/late_fusion.json", f"{run}/summary.csv")]
     if FOLDS:
         out.append(f"{R}/cv_summary.json")
-    return out + [audio_targets, face_targets, cnn_targets]
+    return out + static_targets() + [audio_targets, face_targets, cnn_targets]
 
 
 # --- several runs of one model as separate ensemble members (rules/seeds.smk): <model>@seed<k>
@@ -321,3 +321,21 @@ def seeded_inputs(wildcards) -> dict[str, Any]:
     if parsed.family == "audio":
         return audio_model_inputs(w)
     return early_fusion_inputs(w)
+
+
+# --- static evaluation of the FER2013 image models (rules/static.smk)
+
+STATIC_EVAL = config["pretrain"]["evaluate_static"]
+_FER = [d["path"] for d in config["pretrain"]["datasets"] if d["format"] == "fer2013"]
+if STATIC_EVAL and not (PRETRAIN and _FER):
+    raise WorkflowError("config: pretrain.evaluate_static needs pre-training on a fer2013 dataset")
+
+
+def static_inputs(wildcards) -> dict[str, Any]:
+    """evaluate_static reads every pre-trained backbone and the (first) FER2013 csv."""
+    return {"models": [f"{R}/pretrain/{b}/model.pt" for b in backbones()], "csv": _FER[0]}
+
+
+def static_targets() -> list[str]:
+    """The static evaluation, when pretrain.evaluate_static is set."""
+    return [f"{R}/static/evaluation.json"] if STATIC_EVAL else []

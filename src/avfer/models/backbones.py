@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from avfer.errors import AvferError
+from avfer.models.static_cnns import STATIC_CNNS, TRANSFER_SUFFIX, transfer_head
 from avfer.models.xception import MiniXception, load_keras_mini_xception
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,12 @@ REFERENCE_BACKBONES: dict[str, str] = {
     "vgg16": "timm",
     "torchvision_vgg16": "torchvision",
     "torchvision_resnet18": "torchvision",
+    "seed_cnn": "avfer static reference: 2x3x3 conv x (32, 64, 128) + dense 64-64",
+    "seed_cnn_full": "avfer static reference: full padding, dropout, dense 2048",
+    "vgg_pk": "avfer static reference: Pramerdorfer & Kampel VGG-style",
+    "resnet50_fc": "timm resnet50 + FC 4096 + FC 1024 (transfer head)",
+    "seresnet50_fc": "timm seresnet50 + FC 4096 + FC 1024 (transfer head)",
+    "vgg16_fc": "timm vgg16 + FC 4096 + FC 1024 (transfer head)",
 }
 TORCHVISION_PREFIX = "torchvision_"
 
@@ -108,12 +115,21 @@ def _torchvision(name: str, num_classes: int, in_chans: int) -> Classifier:
 
 
 def build_backbone(
-    name: str, num_classes: int = 7, in_chans: int = 3, pretrained_path: str | Path | None = None
+    name: str,
+    num_classes: int = 7,
+    in_chans: int = 3,
+    pretrained_path: str | Path | None = None,
+    input_size: int = 48,
 ) -> nn.Module:
     """Build backbone ``name`` (see :data:`REFERENCE_BACKBONES`), randomly initialised unless
-    ``pretrained_path`` names a local weights file (loaded with :func:`load_weights`)."""
+    ``pretrained_path`` names a local weights file (loaded with :func:`load_weights`);
+    ``input_size`` shapes the dense layers of the flattening static CNNs."""
     if name == "mini_xception":
         model: nn.Module = MiniXception(num_classes, in_chans)
+    elif name in STATIC_CNNS:
+        model = STATIC_CNNS[name](num_classes, in_chans, input_size)
+    elif name.endswith(TRANSFER_SUFFIX) and not name.startswith(TORCHVISION_PREFIX):
+        model = transfer_head(_timm(name.removesuffix(TRANSFER_SUFFIX), num_classes, in_chans), num_classes)
     elif name.startswith(TORCHVISION_PREFIX):
         model = _torchvision(name.removeprefix(TORCHVISION_PREFIX), num_classes, in_chans)
     else:

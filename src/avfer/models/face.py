@@ -48,7 +48,7 @@ class FaceModel(nn.Module):
             "normalization": normalization,
         }
         self.transform = FaceTransform(input_size, in_chans, augment, normalization)
-        self.backbone = build_backbone(backbone, num_classes, in_chans, pretrained_path)
+        self.backbone = build_backbone(backbone, num_classes, in_chans, pretrained_path, input_size)
         self.feature_dim: int = int(self.backbone.feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
