@@ -134,7 +134,8 @@ def face_targets(wildcards) -> list[str]:
 # --- visual CNNs (rules/cnn.smk)
 
 # cnn keys that shape the pre-trained model (pretrain_cnn re-runs only when these change)
-CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp")
+CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp",
+                  "pretrained_paths", "pretrained", "feature_layer")  # fmt: skip
 PRETRAIN = bool(config["pretrain"]["datasets"]) if config["pretrain"]["enabled"] is None else config["pretrain"]["enabled"]
 if PRETRAIN and not config["pretrain"]["datasets"]:
     raise WorkflowError("config: pretrain.enabled is true but pretrain.datasets lists no dataset")
@@ -143,9 +144,14 @@ if config["cnn"]["backbones"] and not PRETRAIN:
     logger.info(f"avfer: no static pre-training (pretrain.datasets is empty); CNNs fine-tune from {_init}")
 
 
+def local_weights(backbone: str) -> str | None:
+    """cnn.pretrained_paths[backbone], else cnn.pretrained_path (local weights of a backbone)."""
+    return config["cnn"]["pretrained_paths"].get(backbone) or config["cnn"]["pretrained_path"]
+
+
 def pretrain_inputs(wildcards) -> list[str]:
-    """pretrain_cnn reads the static datasets (csv files or folders) and cnn.pretrained_path."""
-    init = config["cnn"]["pretrained_path"]
+    """pretrain_cnn reads the static datasets (csv files or folders) and the backbone's local weights."""
+    init = local_weights(wildcards.backbone)
     return [d["path"] for d in config["pretrain"]["datasets"]] + ([init] if init else [])
 
 
@@ -160,8 +166,8 @@ def cnn_finetune_inputs(wildcards) -> dict[str, Any]:
     out: dict[str, Any] = {"faces": face_shards(), "splits": run_splits(wildcards)}
     if PRETRAIN:
         out["init"] = f"{R}/pretrain/{wildcards.backbone}/model.pt"
-    elif config["cnn"]["pretrained_path"]:
-        out["init"] = config["cnn"]["pretrained_path"]
+    elif local_weights(wildcards.backbone):
+        out["init"] = local_weights(wildcards.backbone)
     return out
 
 

@@ -52,6 +52,13 @@ def _check_config(args: argparse.Namespace) -> None:
         print(f"{names}: valid")
 
 
+def _convert_vgg_face(args: argparse.Namespace) -> None:
+    from avfer.models.weights import convert_vgg_face
+
+    convert_vgg_face(args.src, args.dst)
+    print(f"{args.dst}: vgg16 weights (use cnn.pretrained_paths: {{vgg16: {args.dst}}}, feature_layer: fc6)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``avfer`` command."""
     parser = argparse.ArgumentParser(prog="avfer", description=__doc__.splitlines()[0])
@@ -77,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="*", help="config file(s); none = config/config.yaml (the demo)")
     p.add_argument("--print", action="store_true", help="print the resolved config (YAML)")
     p.set_defaults(func=_check_config)
+
+    p = sub.add_parser("convert-vgg-face", help="convert the VGG-Face weights (vgg_face_dag.pth) for vgg16")
+    p.add_argument("src", help="the published VGG-Face PyTorch weights (conv1_1 ... fc8)")
+    p.add_argument("dst", help="output state_dict for cnn.pretrained_paths: {vgg16: ...}")
+    p.set_defaults(func=_convert_vgg_face)
     return parser
 
 

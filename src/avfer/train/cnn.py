@@ -53,7 +53,10 @@ Score = Callable[[np.ndarray, np.ndarray], float]
 
 def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None = None) -> FaceModel:
     """A :class:`FaceModel` shaped by the ``cnn`` config, initialised from ``init`` (a local
-    weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5)."""
+    weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5), else
+    from ``cnn.pretrained_paths[backbone]`` / ``cnn.pretrained_path``, else ``cnn.pretrained``
+    (``imagenet``: timm's / torchvision's download)."""
+    init = init or local_weights(backbone, cnn)
     return FaceModel(
         backbone,
         input_size=cnn["input_size"],
@@ -61,7 +64,15 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
         augment=cnn["augment"],
         normalization=cnn["normalization"],
         pretrained_path=init,
+        pretrained=cnn.get("pretrained", "none") if not init else "none",
+        feature_layer=cnn.get("feature_layer", "penultimate"),
     )
+
+
+def local_weights(backbone: str, cnn: Mapping[str, Any]) -> str | None:
+    """The local weights file of ``backbone``: ``cnn.pretrained_paths[backbone]``, else
+    ``cnn.pretrained_path`` (every backbone), else None."""
+    return (cnn.get("pretrained_paths") or {}).get(backbone) or cnn.get("pretrained_path")
 
 
 def _score(select_on: str) -> Score:
@@ -163,7 +174,7 @@ def pretrain(
     train, val = data.part("train"), data.part("val")
     if not len(train.labels) or not len(val.labels):
         raise AvferError(f"pretrain: need train and val images, got {len(train.labels)} / {len(val.labels)}")
-    model = build_model(backbone, cnn, cnn.get("pretrained_path"))
+    model = build_model(backbone, cnn)
     bs = hp["batch_size"]
     train_loader = batch_loader(
         train.images, train.labels, batch_size=bs, shuffle=True, drop_last=len(train.labels) > bs, seed=seed
@@ -265,7 +276,7 @@ def finetune(
             f"finetune: no face frames in the {'train' if not len(train.images) else select_on} clips "
             f"of {len(face_paths)} face cache(s) (did face detection fail everywhere?)"
         )
-    model = build_model(backbone, cnn, init or cnn.get("pretrained_path"))
+    model = build_model(backbone, cnn, init)
     bs, k = hp["batch_size"], cnn["frames_per_clip"]
     train_loader = batch_loader(
         train.images,
