@@ -143,3 +143,16 @@ def test_face_model_layers_in_order_without_the_head():
     assert layers[0].startswith("stem") and not any(n.startswith("head") for n in layers)
     frozen = freeze_first(model.backbone, 3)
     assert len(frozen) == 3 and not model.backbone.get_submodule(frozen[2]).weight.requires_grad
+
+
+def test_audio_mlp_batch_norm_and_gru_attention_options():
+    from avfer.models.audio import make_audio_model
+
+    mlp = make_audio_model("mlp", {"functionals": 10}, hidden_sizes=[16], dropout=0.5, batch_norm=True)
+    assert any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules())
+    out = mlp(functionals=torch.randn(4, 10), has_audio=torch.tensor([True, True, False, True]))
+    assert out.shape == (4, 7) and torch.all(out[2] == 0)
+    gru = make_audio_model("gru", {"audio": 5}, hidden_size=8, num_layers=4, attention=True, attention_dim=8)
+    assert gru.attention is not None and gru.encoder.rnn.num_layers == 4
+    logits = gru(audio=torch.randn(2, 12, 5), audio_mask=torch.ones(2, 12, dtype=torch.bool))
+    assert logits.shape == (2, 7)
