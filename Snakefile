@@ -14,6 +14,7 @@
 #     late_fusion.json  summary.csv  the final result and the table of every model
 #   cv_summary.json                  mean ± std over the folds (dataset.folds only)
 #   bundle/                          the trained run packaged for `avfer predict` (export_bundle)
+#   static/                          FER2013 PublicTest / PrivateTest scores (pretrain.evaluate_static)
 #   logs/<rule>/...  benchmarks/<rule>/...   mirror the outputs they belong to
 
 from snakemake.utils import min_version
@@ -40,6 +41,8 @@ include: "rules/audio_models.smk"
 include: "rules/video_models.smk"
 include: "rules/fusion.smk"
 include: "rules/bundle.smk"
+include: "rules/seeds.smk"
+include: "rules/static.smk"
 
 
 rule all:

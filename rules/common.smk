@@ -134,7 +134,8 @@ def face_targets(wildcards) -> list[str]:
 # --- visual CNNs (rules/cnn.smk)
 
 # cnn keys that shape the pre-trained model (pretrain_cnn re-runs only when these change)
-CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp")
+CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp",
+                  "pretrained_paths", "pretrained", "feature_layer")  # fmt: skip
 # static pre-training runs when pretrain.datasets lists datasets (pretrain.enabled: null), or as forced
 _PRE = config["pretrain"]
 PRETRAIN = bool(_PRE["datasets"]) if _PRE["enabled"] is None else _PRE["enabled"]
@@ -146,9 +147,14 @@ if config["cnn"]["backbones"] and not PRETRAIN:
     logger.info(f"avfer: no static pre-training ({_why}); the CNNs are fine-tuned from {_init}")
 
 
+def local_weights(backbone: str) -> str | None:
+    """cnn.pretrained_paths[backbone], else cnn.pretrained_path (local weights of a backbone)."""
+    return config["cnn"]["pretrained_paths"].get(backbone) or config["cnn"]["pretrained_path"]
+
+
 def pretrain_inputs(wildcards) -> list[str]:
-    """pretrain_cnn reads the static datasets (csv files or folders) and cnn.pretrained_path."""
-    init = config["cnn"]["pretrained_path"]
+    """pretrain_cnn reads the static datasets (csv files or folders) and the backbone's local weights."""
+    init = local_weights(wildcards.backbone)
     return [d["path"] for d in config["pretrain"]["datasets"]] + ([init] if init else [])
 
 
@@ -163,8 +169,8 @@ def cnn_finetune_inputs(wildcards) -> dict[str, Any]:
     out: dict[str, Any] = {"faces": face_shards(), "splits": run_splits(wildcards)}
     if PRETRAIN:
         out["init"] = f"{R}/pretrain/{wildcards.backbone}/model.pt"
-    elif config["cnn"]["pretrained_path"]:
-        out["init"] = config["cnn"]["pretrained_path"]
+    elif local_weights(wildcards.backbone):
+        out["init"] = local_weights(wildcards.backbone)
     return out
 
 
@@ -290,7 +296,7 @@ def final_targets() -> list:
     out: list = [f for run in RUNS for f in (f"{run}/late_fusion.json", f"{run}/summary.csv")]
     if FOLDS:
         out.append(f"{R}/cv_summary.json")
-    return out + [audio_targets, face_targets, cnn_targets]
+    return out + static_targets() + [audio_targets, face_targets, cnn_targets]
 
 
 # --- clip-level video networks (rules/video_models.smk)
@@ -332,3 +338,55 @@ def bundle_inputs(wildcards) -> dict[str, Any]:
         "fusion": f"{R}/late_fusion.json",
         "models": model_files(R, bundle_models(), "model.pt"),
     }
+
+
+# --- several runs of one model as separate ensemble members (rules/seeds.smk): <model>@seed<k>
+
+SEQUENCE_MODEL_RE = rf"(({HEAD_RE}|early{OPTION_RE})_({BACKBONE_RE})|audio_({AUDIO_MODEL_RE}))"
+SEQUENCE_SECTION = {"temporal": "temporal", "audio": "audio_models", "early_fusion": "early_fusion"}
+
+
+def seeded_section(wildcards) -> str:
+    """The config section of a seeded sequence model (<model>@seed<k>)."""
+    from avfer.models.specs import parse_model_name
+
+    return SEQUENCE_SECTION[parse_model_name(wildcards.model).family]
+
+
+def seeded_settings(wildcards) -> dict[str, Any]:
+    """The result-affecting settings of a seeded sequence model's section."""
+    return result_settings(config[seeded_section(wildcards)])
+
+
+def seeded_inputs(wildcards) -> dict[str, Any]:
+    """A seeded sequence model reads what its base model reads (early fusion: the base models'
+    encoders; a temporal head: the base CNN's features)."""
+    from types import SimpleNamespace
+
+    from avfer.models.specs import parse_model_name
+
+    parsed = parse_model_name(wildcards.model)
+    w = SimpleNamespace(run=wildcards.run, backbone=parsed.backbone, option=parsed.option)
+    if parsed.family == "temporal":
+        return temporal_inputs(w)
+    if parsed.family == "audio":
+        return audio_model_inputs(w)
+    return early_fusion_inputs(w)
+
+
+# --- static evaluation of the FER2013 image models (rules/static.smk)
+
+STATIC_EVAL = config["pretrain"]["evaluate_static"]
+_FER = [d["path"] for d in config["pretrain"]["datasets"] if d["format"] == "fer2013"]
+if STATIC_EVAL and not (PRETRAIN and _FER):
+    raise WorkflowError("config: pretrain.evaluate_static needs pre-training on a fer2013 dataset")
+
+
+def static_inputs(wildcards) -> dict[str, Any]:
+    """evaluate_static reads every pre-trained backbone and the (first) FER2013 csv."""
+    return {"models": [f"{R}/pretrain/{b}/model.pt" for b in backbones()], "csv": _FER[0]}
+
+
+def static_targets() -> list[str]:
+    """The static evaluation, when pretrain.evaluate_static is set."""
+    return [f"{R}/static/evaluation.json"] if STATIC_EVAL else []

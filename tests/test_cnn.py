@@ -107,6 +107,8 @@ def test_pretrain_then_finetune_learns_the_face_groups(faces, fer_csv, tmp_path)
     model, extra = load_face_model(tmp_path / "cnn/model.pt")
     faceless = df[df["clip_id"].isin(["val_Angry_00", "test_Angry_00", "train_Angry_00"])]
     np.testing.assert_allclose(faceless[PROB_COLUMNS].to_numpy(), [extra["prior"]] * 3, atol=1e-6)
+    z = faceless[[f"z_{e}" for e in EMOTIONS]].to_numpy()  # fallback logits: softmax = prior
+    np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(1, keepdims=True), [extra["prior"]] * 3, atol=1e-5)
     assert (tmp_path / "cnn/c.svg").read_text().lstrip().startswith("<?xml")
     assert not list((tmp_path / "cnn").glob("resume-*.pt"))
 

@@ -3,12 +3,14 @@ early fusion from trained encoders learns all 7 classes, an interrupted run resu
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from synth_caches import write_synthetic_caches
 
 import avfer.train.sequence as seq
+from avfer.labels import EMOTIONS
 from avfer.train.sequence import load_trained, model_settings, train_sequence_model
 
 TRAIN = {
@@ -77,6 +79,9 @@ def test_models_learn_their_modality_and_early_fusion_all_classes(caches, tmp_pa
     assert early["val"]["accuracy"] >= max(video["val"]["accuracy"], audio["val"]["accuracy"]) + 0.2
     df = pd.read_csv(tmp_path / "earlyd/predictions.csv", keep_default_na=False)
     assert len(df) == 84 and set(df.split) == {"train", "val", "test"}
+    z = df[[f"z_{e}" for e in EMOTIONS]].to_numpy()  # clip logits beside the probabilities
+    p = np.exp(z - z.max(1, keepdims=True))
+    assert np.allclose(p / p.sum(1, keepdims=True), df[[f"p_{e}" for e in EMOTIONS]].to_numpy(), atol=1e-4)
     assert json.loads((tmp_path / "earlyd/metrics.json").read_text())["val"]["n"] == 28
     assert not list((tmp_path / "earlyd").glob("resume-*.pt"))  # removed once finished
     model, ckpt = load_trained(tmp_path / "earlyd/model.pt")

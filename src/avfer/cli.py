@@ -99,6 +99,13 @@ def _export(args: argparse.Namespace) -> None:
     print(f"bundle written to {out}")
 
 
+def _convert_vgg_face(args: argparse.Namespace) -> None:
+    from avfer.models.weights import convert_vgg_face
+
+    convert_vgg_face(args.src, args.dst)
+    print(f"{args.dst}: vgg16 weights (use cnn.pretrained_paths: {{vgg16: {args.dst}}}, feature_layer: fc6)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``avfer`` command."""
     parser = argparse.ArgumentParser(prog="avfer", description=__doc__.splitlines()[0])
@@ -165,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shipped", action="store_true", help="export the shipped FER2013 model instead")
     p.set_defaults(func=_export)
+    p = sub.add_parser("convert-vgg-face", help="convert the VGG-Face weights (vgg_face_dag.pth) for vgg16")
+    p.add_argument("src", help="the published VGG-Face PyTorch weights (conv1_1 ... fc8)")
+    p.add_argument("dst", help="output state_dict for cnn.pretrained_paths: {vgg16: ...}")
+    p.set_defaults(func=_convert_vgg_face)
     return parser
 
 

@@ -1,8 +1,9 @@
 """The one evaluation format of every model: per-clip predictions and ``metrics.json``.
 
 ``predictions.csv``: ``clip_id, split, label, status, pred, p_Angry ... p_Surprise`` (canonical
-order; ``label`` is '' for unlabelled test clips). ``status`` is ``ok`` when the model saw the
-clip, else why not (``no_face``, ``no_audio``, ``no_video``, ``failed``): such a clip gets the
+order; ``label`` is '' for unlabelled test clips), then ``z_Angry ... z_Surprise``, the clip
+logits, when the model gives them (``fusion.scores: logits``). ``status`` is ``ok`` when the
+model saw the clip, else why not (``no_face``, ``no_audio``, ``no_video``, ``failed``): such a clip gets the
 one fallback of every model, the training clips' class frequencies
 (:func:`avfer.train.common.train_prior`). ``metrics.json``: for each labelled split
 (train, dev, val, test) ``{"n", "accuracy", "uar", "macro_f1", "confusion", "n_fallback",
@@ -26,6 +27,7 @@ from avfer.io.atomic import atomic_path, write_json
 from avfer.labels import EMOTIONS, NUM_CLASSES
 
 PROB_COLUMNS = [f"p_{e}" for e in EMOTIONS]
+LOGIT_COLUMNS = [f"z_{e}" for e in EMOTIONS]
 PRED_COLUMNS = ["clip_id", "split", "label", "status", "pred", *PROB_COLUMNS]
 EVAL_SPLITS = ("train", "dev", "val", "test")
 
@@ -52,9 +54,11 @@ def predictions_frame(
     labels: Sequence[str],
     probs: np.ndarray,
     statuses: Sequence[str] | None = None,
+    logits: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per-clip predictions from class probabilities (rows sum to 1), canonical column order;
-    ``statuses`` default to ``ok`` (the model saw every clip)."""
+    ``statuses`` default to ``ok`` (the model saw every clip); ``logits`` (same shape as
+    ``probs``) become the ``z_`` columns."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != NUM_CLASSES or probs.shape[0] != len(clip_ids):
         raise ValueError(f"probs must be [{len(clip_ids)}, {NUM_CLASSES}], got {probs.shape}")
@@ -62,13 +66,24 @@ def predictions_frame(
     df["status"] = list(statuses) if statuses is not None else "ok"
     df["pred"] = [EMOTIONS[i] for i in probs.argmax(axis=1)]
     df[PROB_COLUMNS] = probs
+    if logits is not None:
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.shape != probs.shape:
+            raise ValueError(f"logits must be {probs.shape} like probs, got {logits.shape}")
+        df[LOGIT_COLUMNS] = logits
     return df
+
+
+def log_prior_logits(prior: np.ndarray) -> np.ndarray:
+    """Logits whose softmax is ``prior`` (the fallback of a clip a model cannot see)."""
+    return np.log(np.clip(np.asarray(prior, dtype=np.float64), 1e-12, None))
 
 
 def write_predictions(path: str | Path, df: pd.DataFrame) -> None:
     """Atomically write a predictions frame as CSV."""
     with atomic_path(path) as tmp:
-        df.loc[:, PRED_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+        columns = PRED_COLUMNS + (LOGIT_COLUMNS if all(c in df.columns for c in LOGIT_COLUMNS) else [])
+        df.loc[:, columns].to_csv(tmp, index=False, float_format="%.6g")
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:

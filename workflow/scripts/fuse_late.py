@@ -24,6 +24,7 @@ with logged(snakemake.log[0], "fuse_late") as log:
         chunk=snakemake.config["fusion"]["chunk_size"],  # memory only: not in params
         seed=snakemake.params.seed,
         truth=truth[0] if truth else None,
+        scores=cfg["scores"],
     )
     log.info(
         "late fusion: %s, val_fitted accuracy %.4f, nested cv accuracy %s, test %s",

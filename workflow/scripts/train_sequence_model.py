@@ -16,7 +16,8 @@ with logged(snakemake.log[0], snakemake.rule) as log:
     inputs = dict(snakemake.input.items())
     # params hold the result-affecting settings (the rerun trigger); the device comes from the config
     model_args, train = model_settings(name, snakemake.params.settings)
-    train["device"] = snakemake.config[SECTION[snakemake.rule]]["train"]["device"]
+    section = SECTION.get(snakemake.rule) or snakemake.params.section  # train_sequence_seeded
+    train["device"] = snakemake.config[section]["train"]["device"]
     metrics = train_sequence_model(
         name,
         model_args=model_args,

@@ -9,6 +9,16 @@ models' votes or scores, fitted on labelled validation clips):
 * ``class_weighted_scores``: probability of class c weighted by the model's F1 on class c.
 * ``weight_search``: one weight per model, grid search over the simplex (:mod:`.search`).
 * ``class_weight_search``: one weight per model and class, coordinate ascent from ``weight_search``.
+* ``equal_weight_scores``: the plain mean of the scores (with logits: the thesis's equal-weight logits).
+* ``accuracy_sqrt_class_weighted``: the score of class c weighted by the model's accuracy x the
+  square root of its recall on class c.
+* ``least_squares`` / ``ridge_regression``: one weight per model and class, the linear regression
+  (scikit-learn ``LinearRegression`` / ``RidgeCV``, alpha by its efficient leave-one-out CV) of the
+  one-hot labels on the models' scores of that class; K-fold cross-validated like every method.
+
+Scores are the models' probabilities or, with ``fusion.scores: logits``, their clip logits (the
+``z_`` columns; the thesis's method 2 is ``accuracy_weighted_scores`` on logits). Fused logits
+and regression outputs become probabilities by a softmax.
 
 Every method is also cross-validated over the validation clips (stratified K folds: fit on
 K-1 folds, predict the held-out fold), so each has an estimate that was not fitted to itself;
@@ -28,13 +38,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, recall_score
 from sklearn.model_selection import StratifiedKFold
 
 from avfer.errors import AvferError
 from avfer.fusion.search import search_class_weights, search_weights
 from avfer.labels import EMOTIONS, NUM_CLASSES
-from avfer.metrics import PROB_COLUMNS, compute_metrics, read_predictions
+from avfer.metrics import LOGIT_COLUMNS, PROB_COLUMNS, compute_metrics, read_predictions
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +55,14 @@ METHODS = (
     "class_weighted_scores",
     "weight_search",
     "class_weight_search",
+    "equal_weight_scores",
+    "accuracy_sqrt_class_weighted",
+    "least_squares",
+    "ridge_regression",
 )
+REGRESSIONS = ("least_squares", "ridge_regression")
+SCORE_KINDS = ("probabilities", "logits")
+RIDGE_ALPHAS = tuple(10.0**k for k in range(-3, 4))
 
 
 @dataclass
@@ -55,15 +72,23 @@ class FusionRule:
     method: str
     mode: str  # "votes" or "scores"
     weights: np.ndarray
+    softmax: bool = False  # fused scores are logits / regression outputs, not probabilities
 
-    def apply(self, scores: np.ndarray) -> np.ndarray:
-        """Fused class scores (clips, classes), rows summing to 1, from scores (models, clips, classes)."""
+    def combine(self, scores: np.ndarray) -> np.ndarray:
+        """The weighted sum (clips, classes) of the votes or scores (models, clips, classes)."""
         if self.mode == "votes":
             votes = np.eye(scores.shape[2])[scores.argmax(axis=2)]  # (M, N, C)
             fused = np.einsum("mc,mnc->nc", self.weights, votes)
-            fused = fused + 1e-6 * np.einsum("mc,mnc->nc", self.weights, scores)
-        else:
-            fused = np.einsum("mc,mnc->nc", self.weights, scores)
+            return fused + 1e-6 * np.einsum("mc,mnc->nc", self.weights, scores)
+        return np.einsum("mc,mnc->nc", self.weights, scores)
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        """Fused class probabilities (clips, classes), rows summing to 1, from scores (models,
+        clips, classes): the normalised weighted sum, or its softmax for logits / regressions."""
+        fused = self.combine(scores)
+        if self.softmax and self.mode == "scores":
+            z = np.exp(fused - fused.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
         return fused / np.maximum(fused.sum(axis=1, keepdims=True), 1e-12)
 
     def model_weights(self) -> np.ndarray:
@@ -76,6 +101,24 @@ def _columns(w: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(w, dtype=np.float64)[:, None], NUM_CLASSES, axis=1)
 
 
+def regression_weights(scores: np.ndarray, targets: np.ndarray, method: str) -> np.ndarray:
+    """Weights (models, classes) regressing each class's ``targets`` (clips, classes) on the
+    models' scores of that class (no intercept): ``least_squares`` (``LinearRegression``) or
+    ``ridge_regression`` (``RidgeCV``, alpha of :data:`RIDGE_ALPHAS` by leave-one-out CV)."""
+    from sklearn.linear_model import LinearRegression, RidgeCV
+
+    n_models, _, n_classes = scores.shape
+    w = np.zeros((n_models, n_classes))
+    for c in range(n_classes):
+        x, t = scores[:, :, c].T, targets[:, c]
+        if method == "least_squares":
+            reg = LinearRegression(fit_intercept=False)
+        else:
+            reg = RidgeCV(alphas=RIDGE_ALPHAS, fit_intercept=False)
+        w[:, c] = reg.fit(x, t).coef_
+    return w
+
+
 def fit_rule(
     method: str,
     scores: np.ndarray,
@@ -85,8 +128,25 @@ def fit_rule(
     metric: str = "accuracy",
     rounds: int = 2,
     chunk: int = 4096,
+    logits: bool = False,
 ) -> FusionRule:
-    """Fit ``method`` on scores (models, clips, classes) and labels (clips,)."""
+    """Fit ``method`` on scores (models, clips, classes) and labels (clips,); ``logits``: the
+    scores are logits (the fused scores get a softmax)."""
+    rule = _fit_rule(method, scores, y, divisions=divisions, metric=metric, rounds=rounds, chunk=chunk)
+    rule.softmax = logits or method in REGRESSIONS
+    return rule
+
+
+def _fit_rule(
+    method: str,
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    divisions: int,
+    metric: str,
+    rounds: int,
+    chunk: int,
+) -> FusionRule:
     n_models = scores.shape[0]
     preds = scores.argmax(axis=2)
     if method == "majority_vote":
@@ -110,6 +170,21 @@ def fit_rule(
             scores, y, best.weights, divisions=divisions, metric=metric, rounds=rounds, chunk=chunk
         )
         return FusionRule(method, "scores", w)
+    if method == "equal_weight_scores":
+        return FusionRule(method, "scores", np.full((n_models, NUM_CLASSES), 1.0 / n_models))
+    if method == "accuracy_sqrt_class_weighted":
+        acc = (preds == y[None, :]).mean(axis=1)  # (M,)
+        recall = np.stack(
+            [recall_score(y, p, labels=np.arange(NUM_CLASSES), average=None, zero_division=0) for p in preds]
+        )  # (M, C)
+        w = acc[:, None] * np.sqrt(recall)
+        total = w.sum(axis=0, keepdims=True)
+        return FusionRule(
+            method, "scores", np.where(total > 0, w / np.where(total > 0, total, 1), 1.0 / n_models)
+        )
+    if method in REGRESSIONS:
+        targets = np.eye(NUM_CLASSES)[y]
+        return FusionRule(method, "scores", regression_weights(scores, targets, method))
     raise AvferError(f"late fusion method {method!r} is not one of {', '.join(METHODS)}")
 
 
@@ -240,11 +315,20 @@ class ScoreTable:
         return self.scores[:, idx], y
 
 
-def load_scores(paths: Mapping[str, str]) -> ScoreTable:
-    """Read every model's predictions.csv and align them on the clips they all share."""
+def load_scores(paths: Mapping[str, str], kind: str = "probabilities") -> ScoreTable:
+    """Read every model's predictions.csv and align them on the clips they all share; ``kind``
+    ``probabilities`` (``p_`` columns) or ``logits`` (``z_`` columns)."""
     if not paths:
         raise AvferError("late fusion needs at least one model (fusion.models)")
+    if kind not in SCORE_KINDS:
+        raise AvferError(f"fusion.scores {kind!r} is not one of {', '.join(SCORE_KINDS)}")
     frames = {name: read_predictions(p).set_index("clip_id") for name, p in paths.items()}
+    columns = PROB_COLUMNS if kind == "probabilities" else LOGIT_COLUMNS
+    for (name, f), path in zip(frames.items(), paths.values(), strict=True):
+        if not all(c in f.columns for c in columns):
+            raise AvferError(
+                f"{path}: {name} has no logit columns (z_*) for fusion.scores: logits; re-run it"
+            )
     first = next(iter(frames.values()))
     common = [c for c in first.index if all(c in f.index for f in frames.values())]
     for name, f in frames.items():
@@ -254,7 +338,7 @@ def load_scores(paths: Mapping[str, str]) -> ScoreTable:
     val = first.loc[common, "split"] == "val"
     if not val.any():
         raise AvferError("the fused models share no validation clip")
-    scores = np.stack([f.loc[common, PROB_COLUMNS].to_numpy(dtype=np.float64) for f in frames.values()])
+    scores = np.stack([f.loc[common, columns].to_numpy(dtype=np.float64) for f in frames.values()])
     return ScoreTable(
         list(frames),
         list(common),

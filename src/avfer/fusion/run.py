@@ -43,6 +43,15 @@ from avfer.metrics import (
 
 log = logging.getLogger(__name__)
 
+# methods with one weight per model and class (reported as class_weights)
+CLASS_WEIGHTED = (
+    "class_weighted_scores",
+    "class_weight_search",
+    "accuracy_sqrt_class_weighted",
+    "least_squares",
+    "ridge_regression",
+)
+
 
 def _brief(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in ("n", "accuracy", "uar", "macro_f1", "confusion")}
@@ -117,21 +126,24 @@ def run_late_fusion(
     chunk: int = 4096,
     seed: int = 0,
     truth: str | None = None,
+    scores: str = "probabilities",
 ) -> dict[str, Any]:
     """Fuse the models whose ``predictions`` (model → predictions.csv) are given; write the outputs.
 
     Every method in ``methods`` is fitted on all labelled val clips (``val_fitted``, in-sample)
     and cross-validated (``cv``); ``method="auto"`` picks the best ``cv`` ``objective`` (ties: the
-    earlier method). The reported ``cv`` of the result is nested (the choice of the method is
+    earlier method). ``scores``: fuse the models' ``probabilities`` or their ``logits``. The
+    reported ``cv`` of the result is nested (the choice of the method is
     redone inside each outer fold). Test clips with labels (the sample sheet's, or ``truth``, a
     CSV of hidden labels) give ``test`` metrics; they are never used for any choice.
     """
     if method != "auto" and method not in methods:
         raise AvferError(f"fusion.method {method!r} is not in fusion.methods {list(methods)}")
-    table = load_scores(predictions)
+    table = load_scores(predictions, scores)
     scores_val, y_val = table.labelled("val")
     divisions = fit_divisions(len(table.models), step, max_points)
     fit_kw = {"divisions": divisions, "metric": objective, "rounds": rounds, "chunk": chunk}
+    fit_kw["logits"] = scores == "logits"
     candidates = list(methods) if method == "auto" else [method]
     rules: dict[str, FusionRule] = {}
     report: dict[str, Any] = {}
@@ -165,7 +177,8 @@ def run_late_fusion(
              objective, nested[objective], nested["chosen"])  # fmt: skip
 
     fused = rule.apply(table.scores)
-    frame = predictions_frame(table.clip_ids, table.splits, table.labels, fused)
+    fused_logits = rule.combine(table.scores) if rule.softmax and rule.mode == "scores" else None
+    frame = predictions_frame(table.clip_ids, table.splits, table.labels, fused, logits=fused_logits)
     test_labels = _test_labels(table, truth)
     in_test = frame["split"] == "test"
     frame.loc[in_test, "label"] = [test_labels[c] for c in frame.loc[in_test, "clip_id"]]
@@ -187,9 +200,10 @@ def run_late_fusion(
         "method": method,
         "selected_by": "cv" if len(candidates) > 1 else "config",
         "objective": objective,
+        "scores": scores,
         "weights": report[method]["weights"],
     }
-    if method.startswith("class_"):
+    if method in CLASS_WEIGHTED:
         result["class_weights"] = {
             m: dict(zip(EMOTIONS, rule.weights[i].round(6).tolist(), strict=True))
             for i, m in enumerate(table.models)

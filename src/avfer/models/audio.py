@@ -18,7 +18,8 @@ AUDIO_MODELS = ("mlp", "gru")
 
 
 class FunctionalsMLP(nn.Module):
-    """MLP on the clip-level functionals: ``Linear → ReLU → Dropout`` per hidden layer, then a head."""
+    """MLP on the clip-level functionals: ``Linear → [BatchNorm] → ReLU → Dropout`` per hidden
+    layer, then a head."""
 
     def __init__(
         self,
@@ -27,12 +28,14 @@ class FunctionalsMLP(nn.Module):
         *,
         hidden_sizes: tuple[int, ...] | list[int] = (128,),
         dropout: float = 0.3,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Dropout(dropout / 2)]
         dim = input_dim
         for size in hidden_sizes:
-            layers += [nn.Linear(dim, size), nn.ReLU(), nn.Dropout(dropout)]
+            norm = [nn.BatchNorm1d(size)] if batch_norm else []
+            layers += [nn.Linear(dim, size), *norm, nn.ReLU(), nn.Dropout(dropout)]
             dim = size
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(dim, num_classes)

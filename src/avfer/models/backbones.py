@@ -3,8 +3,10 @@ default, optionally initialised from a local weights file.
 
 Every backbone is an ``nn.Module`` with ``feature_dim``, ``forward_features(x) -> [N, D]``
 (the penultimate layer, globally pooled) and ``forward(x) -> [N, num_classes]`` logits.
-Nothing is ever downloaded: ``pretrained_path`` is a local ``torch.save``'d state_dict (or a
+Nothing is downloaded unless ``pretrained="imagenet"`` (timm's / torchvision's own download, see
+:mod:`avfer.models.weights`): ``pretrained_path`` is a local ``torch.save``'d state_dict (or a
 checkpoint holding one under ``state_dict``/``model``), or for ``mini_xception`` a Keras ``.hdf5``.
+``feature_layer="fc6"`` makes ``forward_features`` return the fc6 layer of a VGG-style network.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 from torch import nn
 
 from avfer.errors import AvferError
+from avfer.models.static_cnns import STATIC_CNNS, TRANSFER_SUFFIX, transfer_head
+from avfer.models.weights import FEATURE_LAYERS, PRETRAINED, WeightsError, fc6_features, imagenet_network
 from avfer.models.xception import MiniXception, load_keras_mini_xception
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,12 @@ REFERENCE_BACKBONES: dict[str, str] = {
     "vgg16": "timm",
     "torchvision_vgg16": "torchvision",
     "torchvision_resnet18": "torchvision",
+    "seed_cnn": "avfer static reference: 2x3x3 conv x (32, 64, 128) + dense 64-64",
+    "seed_cnn_full": "avfer static reference: full padding, dropout, dense 2048",
+    "vgg_pk": "avfer static reference: Pramerdorfer & Kampel VGG-style",
+    "resnet50_fc": "timm resnet50 + FC 4096 + FC 1024 (transfer head)",
+    "seresnet50_fc": "timm seresnet50 + FC 4096 + FC 1024 (transfer head)",
+    "vgg16_fc": "timm vgg16 + FC 4096 + FC 1024 (transfer head)",
 }
 TORCHVISION_PREFIX = "torchvision_"
 
@@ -66,35 +76,55 @@ class Classifier(nn.Module):
         self.num_classes = num_classes
         self.head_key = head_key
         self.repeat = repeat  # grey input → 3 channels for networks that cannot take 1
+        self.feature_layer = "penultimate"
+
+    def _rgb(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, self.repeat, -1, -1) if self.repeat > 1 else x
+
+    def use_fc6(self) -> None:
+        """Make :meth:`forward_features` return fc6 (VGG-style networks only)."""
+        fc1 = getattr(getattr(self.net, "pre_logits", None), "fc1", None)
+        if fc1 is None:
+            raise BackboneError("cnn.feature_layer: fc6 needs a VGG-style backbone (timm vgg*)")
+        self.feature_layer, self.feature_dim = "fc6", int(fc1.out_channels)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features ``[N, feature_dim]``."""
-        if self.repeat > 1:
-            x = x.expand(-1, self.repeat, -1, -1)
-        return self.net(x)
+        """Penultimate (or fc6) features ``[N, feature_dim]``."""
+        if self.feature_layer == "fc6":
+            return fc6_features(self.net, self._rgb(x))
+        return self.net(self._rgb(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+        return self.head(self.net(self._rgb(x)))
 
 
-def _timm(name: str, num_classes: int, in_chans: int) -> Classifier:
+def _timm(name: str, num_classes: int, in_chans: int, imagenet: bool = False) -> Classifier:
     import timm
 
     if not timm.is_model(name):
         known = ", ".join(REFERENCE_BACKBONES)
         raise BackboneError(f"unknown backbone {name!r}; reference names: {known} (or any timm model)")
-    net = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    net = imagenet_network(
+        lambda: timm.create_model(name, pretrained=imagenet, num_classes=num_classes, in_chans=in_chans), name
+    )
     head_key = _module_name(net, net.get_classifier())
     net.reset_classifier(0)
     dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
     return Classifier(net, dim, num_classes, head_key)
 
 
-def _torchvision(name: str, num_classes: int, in_chans: int) -> Classifier:
+def _torchvision(name: str, num_classes: int, in_chans: int, imagenet: bool = False) -> Classifier:
     import torchvision
 
     try:
-        net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        if imagenet:  # the ImageNet classifier is replaced below by the Classifier's own head
+            net = imagenet_network(
+                lambda: torchvision.models.get_model(name, weights="DEFAULT"), TORCHVISION_PREFIX + name
+            )
+        else:
+            net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    except WeightsError:
+        raise
     except ValueError as exc:
         raise BackboneError(f"unknown torchvision model {name!r} ({exc})") from None
     if in_chans not in (1, 3):
@@ -108,16 +138,39 @@ def _torchvision(name: str, num_classes: int, in_chans: int) -> Classifier:
 
 
 def build_backbone(
-    name: str, num_classes: int = 7, in_chans: int = 3, pretrained_path: str | Path | None = None
+    name: str,
+    num_classes: int = 7,
+    in_chans: int = 3,
+    pretrained_path: str | Path | None = None,
+    input_size: int = 48,
+    pretrained: str = "none",
+    feature_layer: str = "penultimate",
 ) -> nn.Module:
     """Build backbone ``name`` (see :data:`REFERENCE_BACKBONES`), randomly initialised unless
-    ``pretrained_path`` names a local weights file (loaded with :func:`load_weights`)."""
+    ``pretrained`` is ``imagenet`` (timm / torchvision download) or ``pretrained_path`` names a
+    local weights file (loaded with :func:`load_weights`, after ImageNet weights if both);
+    ``input_size`` shapes the dense layers of the flattening static CNNs; ``feature_layer``
+    ``fc6`` = the fc6 layer of a VGG-style network as its features."""
+    if pretrained not in PRETRAINED or feature_layer not in FEATURE_LAYERS:
+        raise BackboneError(f"cnn.pretrained {pretrained!r} / feature_layer {feature_layer!r} unknown")
+    imagenet = pretrained == "imagenet"
+    if imagenet and (name == "mini_xception" or name in STATIC_CNNS):
+        raise BackboneError(f"cnn.pretrained: imagenet - {name} has no ImageNet weights (it is FER2013-only)")
     if name == "mini_xception":
         model: nn.Module = MiniXception(num_classes, in_chans)
+    elif name in STATIC_CNNS:
+        model = STATIC_CNNS[name](num_classes, in_chans, input_size)
+    elif name.endswith(TRANSFER_SUFFIX) and not name.startswith(TORCHVISION_PREFIX):
+        base = _timm(name.removesuffix(TRANSFER_SUFFIX), num_classes, in_chans, imagenet)
+        model = transfer_head(base, num_classes)
     elif name.startswith(TORCHVISION_PREFIX):
-        model = _torchvision(name.removeprefix(TORCHVISION_PREFIX), num_classes, in_chans)
+        model = _torchvision(name.removeprefix(TORCHVISION_PREFIX), num_classes, in_chans, imagenet)
     else:
-        model = _timm(name, num_classes, in_chans)
+        model = _timm(name, num_classes, in_chans, imagenet)
+    if feature_layer == "fc6":
+        if not isinstance(model, Classifier):
+            raise BackboneError(f"cnn.feature_layer: fc6 needs a VGG-style timm backbone, not {name}")
+        model.use_fc6()
     if pretrained_path:
         load_weights(model, pretrained_path)
     return model

@@ -5,7 +5,8 @@ The model takes uint8 face crops ``[N, H, W, C]`` of any size (the aligned 112 p
 face cache, FER2013's 48 px grey images, ...), so everything downstream (prediction, feature
 extraction) needs only the checkpoint. ``model.pt`` is a plain dict (loadable with
 ``torch.load(..., weights_only=True)``): ``format``, ``backbone``, ``classes``, ``input_size``,
-``in_chans``, ``normalization``, ``augment``, ``feature_dim``, ``state_dict`` and ``extra``.
+``in_chans``, ``normalization``, ``augment``, ``feature_layer``, ``feature_dim``, ``state_dict``
+and ``extra``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class FaceModel(nn.Module):
         normalization: str = "symmetric",
         pretrained_path: str | Path | None = None,
         num_classes: int = NUM_CLASSES,
+        pretrained: str = "none",
+        feature_layer: str = "penultimate",
     ) -> None:
         super().__init__()
         self.spec = {
@@ -46,9 +49,12 @@ class FaceModel(nn.Module):
             "in_chans": int(in_chans),
             "augment": augment,
             "normalization": normalization,
+            "feature_layer": feature_layer,
         }
         self.transform = FaceTransform(input_size, in_chans, augment, normalization)
-        self.backbone = build_backbone(backbone, num_classes, in_chans, pretrained_path)
+        self.backbone = build_backbone(
+            backbone, num_classes, in_chans, pretrained_path, input_size, pretrained, feature_layer
+        )
         self.feature_dim: int = int(self.backbone.feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +101,7 @@ def load_face_model(path: str | Path, device: str | torch.device = "cpu") -> tup
         in_chans=blob["in_chans"],
         augment=blob["augment"],
         normalization=blob["normalization"],
+        feature_layer=blob.get("feature_layer", "penultimate"),
     )
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), dict(blob.get("extra") or {})

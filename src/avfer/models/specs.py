@@ -3,7 +3,8 @@
 Names (``{R}/models/<name>/``): ``cnn_<backbone>`` (frame CNN), ``<head>_<backbone>`` (temporal
 head over CNN features, head = ``gru|bgru|lstm|blstm`` + optional ``_att``), ``audio_mlp`` /
 ``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d), and the clip-level video
-networks by their own names (``c3d``, ``r2plus1d_18``, ...; :mod:`avfer.models.video`).
+networks by their own names (``c3d``, ``r2plus1d_18``, ...; :mod:`avfer.models.video`); any of
+them with ``@seed<k>`` is one more run of that model with seed k (a separate ensemble member).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class ModelName:
     backbone: str | None = None
     audio: str | None = None
     option: str | None = None
+    seed: int | None = None  # <model>@seed<k>
 
     @property
     def modality(self) -> str:
@@ -61,11 +63,14 @@ class ModelName:
 
 
 def parse_model_name(name: str) -> ModelName:
-    """Parse ``cnn_<b>``, ``<head>_<b>``, ``audio_<mlp|gru>``, ``early<a-d>_<b>`` or a video network."""
+    """Parse ``cnn_<b>``, ``<head>_<b>``, ``audio_<mlp|gru>``, ``early<a-d>_<b>`` or a video
+    network, each optionally followed by ``@seed<k>``."""
+    seeded = re.fullmatch(r"(?P<base>.+)@seed(?P<seed>\d+)", name)
+    base = seeded["base"] if seeded else name
     for family, pattern in _PATTERNS:
-        m = re.fullmatch(pattern, name)
+        m = re.fullmatch(pattern, base)
         if m:
-            return ModelName(name, family, **m.groupdict())
+            return ModelName(name, family, **m.groupdict(), seed=int(seeded["seed"]) if seeded else None)
     raise AvferError(
         f"model name {name!r} is not cnn_<backbone>, <head>_<backbone>, audio_mlp, audio_gru"
         " or early<a-d>_<backbone>, or a video network (" + ", ".join(VIDEO_MODEL_NAMES) + ")"

@@ -34,7 +34,16 @@ from avfer.metrics import (
 )
 from avfer.models.face import FaceModel, save_face_model
 from avfer.train.cnn_predict import aggregate_frames, predict_clips
-from avfer.train.common import class_weights, file_stamps, resume_path, train_prior
+from avfer.train.common import (
+    build_scheduler,
+    class_weights,
+    file_stamps,
+    freeze_first,
+    make_optimizer,
+    resume_path,
+    staged_training,
+    train_prior,
+)
 from avfer.train.loop import FitResult, fit, predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -44,7 +53,10 @@ Score = Callable[[np.ndarray, np.ndarray], float]
 
 def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None = None) -> FaceModel:
     """A :class:`FaceModel` shaped by the ``cnn`` config, initialised from ``init`` (a local
-    weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5)."""
+    weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5), else
+    from ``cnn.pretrained_paths[backbone]`` / ``cnn.pretrained_path``, else ``cnn.pretrained``
+    (``imagenet``: timm's / torchvision's download)."""
+    init = init or local_weights(backbone, cnn)
     return FaceModel(
         backbone,
         input_size=cnn["input_size"],
@@ -52,7 +64,15 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
         augment=cnn["augment"],
         normalization=cnn["normalization"],
         pretrained_path=init,
+        pretrained=cnn.get("pretrained", "none") if not init else "none",
+        feature_layer=cnn.get("feature_layer", "penultimate"),
     )
+
+
+def local_weights(backbone: str, cnn: Mapping[str, Any]) -> str | None:
+    """The local weights file of ``backbone``: ``cnn.pretrained_paths[backbone]``, else
+    ``cnn.pretrained_path`` (every backbone), else None."""
+    return (cnn.get("pretrained_paths") or {}).get(backbone) or cnn.get("pretrained_path")
 
 
 def _score(select_on: str) -> Score:
@@ -89,15 +109,12 @@ def train_model(
     stop_after: int | None = None,
 ) -> FitResult:
     """Fit with the hyper-parameters ``hp`` (a ``train`` config block: epochs, lr, weight_decay,
-    optimizer, patience, grad_clip, amp)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if hp["optimizer"] == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"], nesterov=True
-        )
-    else:
-        opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp["epochs"]))
+    optimizer, schedule, freeze_first, head_epochs, patience, grad_clip, amp)."""
+    frozen = freeze_first(model.backbone, hp.get("freeze_first", 0))
+    if frozen:
+        log.info("frozen first %d layers (%s ... %s)", len(frozen), frozen[0], frozen[-1])
+    opt = make_optimizer(model, hp)
+    sched = build_scheduler(opt, hp, len(train_loader))
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     return fit(
         model,
@@ -105,7 +122,9 @@ def train_model(
         val_loader,
         criterion=criterion,
         optimizer=opt,
-        scheduler=sched,
+        scheduler=sched.scheduler,
+        scheduler_interval=sched.interval,
+        before_epoch=staged_training(model, hp.get("head_epochs", 0)),
         score=score,
         epochs=hp["epochs"],
         device=device,
@@ -155,7 +174,7 @@ def pretrain(
     train, val = data.part("train"), data.part("val")
     if not len(train.labels) or not len(val.labels):
         raise AvferError(f"pretrain: need train and val images, got {len(train.labels)} / {len(val.labels)}")
-    model = build_model(backbone, cnn, cnn.get("pretrained_path"))
+    model = build_model(backbone, cnn)
     bs = hp["batch_size"]
     train_loader = batch_loader(
         train.images, train.labels, batch_size=bs, shuffle=True, drop_last=len(train.labels) > bs, seed=seed
@@ -257,7 +276,7 @@ def finetune(
             f"finetune: no face frames in the {'train' if not len(train.images) else select_on} clips "
             f"of {len(face_paths)} face cache(s) (did face detection fail everywhere?)"
         )
-    model = build_model(backbone, cnn, init or cnn.get("pretrained_path"))
+    model = build_model(backbone, cnn, init)
     bs, k = hp["batch_size"], cnn["frames_per_clip"]
     train_loader = batch_loader(
         train.images,

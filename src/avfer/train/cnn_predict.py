@@ -22,7 +22,7 @@ import torch
 from avfer.data.frames import FrameStore, batch_loader
 from avfer.io.hdf5 import CLIPS, h5_writer, open_cache, write_clip
 from avfer.io.hdf5 import config_hash as hash_of
-from avfer.metrics import predictions_frame
+from avfer.metrics import log_prior_logits, predictions_frame
 from avfer.models.face import FaceModel, load_face_model
 from avfer.train.loop import predict, resolve_device
 
@@ -56,6 +56,15 @@ def aggregate_frames(logits: np.ndarray, groups: np.ndarray, n_groups: int, how:
     return out
 
 
+def clip_logits(logits: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group mean of the frame logits (the clip logits late fusion on logits uses); groups
+    without frames get zeros."""
+    out = np.zeros((n_groups, logits.shape[1]))
+    np.add.at(out, groups, logits)
+    counts = np.bincount(groups, minlength=n_groups)[:, None]
+    return np.divide(out, counts, out=out, where=counts > 0)
+
+
 def frame_logits(model: FaceModel, store: FrameStore, batch_size: int = 256) -> np.ndarray:
     """Logits ``[F, C]`` of every face frame of ``store`` (eval mode)."""
     if not len(store.images):
@@ -81,11 +90,12 @@ def predict_clips(
     frames = []
     for path in face_paths:
         store = FrameStore.from_caches([path], size=size, chans=chans, assignment=assignment)
-        probs = aggregate_frames(
-            frame_logits(model, store, batch_size), store.clip, len(store.clips), aggregate
-        )
+        logits = frame_logits(model, store, batch_size)
+        probs = aggregate_frames(logits, store.clip, len(store.clips), aggregate)
+        z = clip_logits(logits, store.clip, len(store.clips))
         faceless = store.clips["n_faces"].to_numpy() == 0
         probs[faceless] = prior
+        z[faceless] = log_prior_logits(prior)
         status = store.clips["status"].where(~faceless | (store.clips["status"] != "ok"), "no_face")
         if faceless.any():
             log.info(
@@ -93,7 +103,7 @@ def predict_clips(
             )
         frames.append(
             predictions_frame(
-                store.clips["clip_id"], store.clips["split"], store.clips["label"], probs, status
+                store.clips["clip_id"], store.clips["split"], store.clips["label"], probs, status, z
             )
         )
     return pd.concat(frames, ignore_index=True)

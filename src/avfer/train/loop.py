@@ -63,8 +63,10 @@ def train_one_epoch(
     *,
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = None,
+    step_scheduler: Any = None,
 ) -> float:
-    """One pass over ``loader``; returns the mean training loss."""
+    """One pass over ``loader``; returns the mean training loss. ``step_scheduler`` (a per-step
+    schedule, e.g. staircase decay) is stepped after every optimiser step."""
     model.train()
     total, count = 0.0, 0
     use_amp = scaler is not None and scaler.is_enabled()
@@ -85,6 +87,8 @@ def train_one_epoch(
             scaler.update()
         else:
             optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
         total += float(loss.detach()) * len(targets)
         count += len(targets)
     return total / max(count, 1)
@@ -130,7 +134,9 @@ def fit(
     epochs: int,
     device: torch.device,
     seed: int = 0,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    before_epoch: Callable[[int], None] | None = None,
     patience: int | None = None,
     amp: bool = False,
     grad_clip: float | None = None,
@@ -141,7 +147,13 @@ def fit(
 
     With ``checkpoint``, resume from it when it exists and rewrite it after every epoch.
     ``stop_after`` ends the run after that many epochs of this call (to test resuming).
+    ``scheduler`` is stepped per ``scheduler_interval``: ``epoch``, ``step`` (every optimiser
+    step) or ``plateau`` (per epoch with the validation score, ``ReduceLROnPlateau``), see
+    :func:`avfer.train.common.build_scheduler`. ``before_epoch(epoch)`` runs before each epoch
+    (staged schedules: which layers train).
     """
+    if scheduler_interval not in ("epoch", "step", "plateau"):
+        raise ValueError(f"scheduler_interval {scheduler_interval!r} is not epoch, step or plateau")
     model.to(device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     state: dict[str, Any] = {"epoch": 0, "best_score": -np.inf, "best_epoch": -1, "since_best": 0}
@@ -161,14 +173,27 @@ def fit(
     while state["epoch"] < epochs and not (patience and state["since_best"] >= patience):
         epoch = state["epoch"]
         _reseed(train_loader, seed, epoch)
+        if before_epoch is not None:
+            before_epoch(epoch)
+        per_step = scheduler if scheduler_interval == "step" else None
+        lr = float(optimizer.param_groups[0]["lr"])  # the LR the epoch starts with
         loss = train_one_epoch(
-            model, criterion, optimizer, train_loader, device, scaler=scaler, grad_clip=grad_clip
+            model,
+            criterion,
+            optimizer,
+            train_loader,
+            device,
+            scaler=scaler,
+            grad_clip=grad_clip,
+            step_scheduler=per_step,
         )
-        if scheduler is not None:
-            scheduler.step()
         logits, targets = predict(model, val_loader, device)
         val_score = float(score(logits, targets))
-        state["history"].append({"epoch": epoch, "loss": loss, "val_score": val_score})
+        if scheduler is not None and scheduler_interval == "epoch":
+            scheduler.step()
+        elif scheduler is not None and scheduler_interval == "plateau":
+            scheduler.step(val_score)
+        state["history"].append({"epoch": epoch, "loss": loss, "val_score": val_score, "lr": lr})
         log.info("epoch %d: train loss %.4f, val score %.4f", epoch, loss, val_score)
         if val_score > state["best_score"]:
             state.update(best_score=val_score, best_epoch=epoch, since_best=0)

@@ -33,12 +33,27 @@ from avfer.data.sequences import (
 from avfer.datasets.splits import Assignment, selection_split
 from avfer.errors import AvferError
 from avfer.io.atomic import atomic_path
-from avfer.metrics import compute_metrics, evaluate_predictions, predictions_frame, write_metrics
+from avfer.metrics import (
+    compute_metrics,
+    evaluate_predictions,
+    log_prior_logits,
+    predictions_frame,
+    write_metrics,
+)
 from avfer.metrics import write_predictions as write_predictions_csv
 from avfer.models.fusion import load_encoder
 from avfer.models.specs import build_model, parse_model_name
 from avfer.models.temporal import parse_head
-from avfer.train.common import class_weights, file_stamps, resume_path, train_prior
+from avfer.train.common import (
+    build_scheduler,
+    class_weights,
+    file_stamps,
+    freeze_first,
+    make_optimizer,
+    resume_path,
+    staged_training,
+    train_prior,
+)
 from avfer.train.loop import fit, predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -154,9 +169,9 @@ def train_sequence_model(
         return compute_metrics(targets, logits.argmax(axis=1))[metric]
 
     weight = class_weights([c.target for c in train_clips], train["balanced_loss"])
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=train["lr"], weight_decay=train["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train["epochs"]))
+    freeze_first(model, train.get("freeze_first", 0))
+    optimizer = make_optimizer(model, train)
+    schedule = build_scheduler(optimizer, train, len(train_loader))
     resume = None
     if resume_dir is not None:
         inputs = file_stamps([*feature_paths, *audio_paths, *(pretrained or {}).values()])
@@ -173,7 +188,9 @@ def train_sequence_model(
         epochs=int(train["epochs"]),
         device=device,
         seed=seed,
-        scheduler=scheduler,
+        scheduler=schedule.scheduler,
+        scheduler_interval=schedule.interval,
+        before_epoch=staged_training(model, train.get("head_epochs", 0)),
         patience=train["patience"] or None,
         amp=bool(train["amp"]),
         grad_clip=train["grad_clip"] or None,
@@ -183,14 +200,22 @@ def train_sequence_model(
     logits, _ = predict(model, loader(clips), device)
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
     unseen = np.array([not visible(c) for c in clips], dtype=bool)
-    probs[unseen] = train_prior([c.target for c in train_clips])
+    prior = train_prior([c.target for c in train_clips])
+    probs[unseen] = prior
+    logits = logits.astype(np.float64)
+    logits[unseen] = log_prior_logits(prior)
     blind = "no_face" if "video_mask" in parsed.inputs else "no_audio"  # a cache said ok, yet no input
     status = [
         ("ok" if not u else blind if c.status == "ok" else c.status)
         for c, u in zip(clips, unseen, strict=True)
     ]
     df = predictions_frame(
-        [c.clip_id for c in clips], [c.split for c in clips], [c.label for c in clips], probs, status
+        [c.clip_id for c in clips],
+        [c.split for c in clips],
+        [c.label for c in clips],
+        probs,
+        status,
+        logits,
     )
     metrics = evaluate_predictions(df)
     log.info(

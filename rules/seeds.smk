@@ -1,0 +1,64 @@
+# Several runs of one model as separate ensemble members: fusion.models may list
+# <model>@seed<k> (e.g. cnn_resnet50@seed1, bgru_att_vgg16@seed2, audio_mlp@seed3), trained like
+# <model> but with seed k → <run>/models/<model>@seed<k>/. A seeded temporal head or early fusion
+# reads the features / encoders of the unseeded base models.
+
+
+rule finetune_cnn_seeded:
+    input:
+        unpack(cnn_finetune_inputs),
+    output:
+        model="{run}/models/cnn_{backbone}@seed{seed}/model.pt",
+        predictions="{run}/models/cnn_{backbone}@seed{seed}/predictions.csv",
+        metrics="{run}/models/cnn_{backbone}@seed{seed}/metrics.json",
+        confusion="{run}/models/cnn_{backbone}@seed{seed}/confusion.svg",
+    params:
+        cnn=result_settings(config["cnn"], "backbones"),
+        seed=lambda wildcards: int(wildcards.seed),
+    wildcard_constraints:
+        backbone=BACKBONE_RE,
+        seed=r"\d+",
+    log:
+        "{run}/logs/finetune_cnn/{backbone}@seed{seed}.log",
+    benchmark:
+        "{run}/benchmarks/finetune_cnn/{backbone}@seed{seed}.tsv"
+    threads: config["cnn"]["resources"]["threads"]
+    resources:
+        mem_mb=config["cnn"]["resources"]["mem_mb"],
+        runtime=config["cnn"]["resources"]["runtime"],
+        gpu=config["cnn"]["resources"]["gpu"],
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/finetune_cnn.py"
+
+
+rule train_sequence_seeded:
+    input:
+        unpack(seeded_inputs),
+    output:
+        model="{run}/models/{model}@seed{seed}/model.pt",
+        predictions="{run}/models/{model}@seed{seed}/predictions.csv",
+        metrics="{run}/models/{model}@seed{seed}/metrics.json",
+    params:
+        model="{model}",
+        section=seeded_section,
+        settings=seeded_settings,
+        seed=lambda wildcards: int(wildcards.seed),
+        resume_dir="{run}/models/{model}@seed{seed}",
+    wildcard_constraints:
+        model=SEQUENCE_MODEL_RE,
+        seed=r"\d+",
+    log:
+        "{run}/logs/train_sequence_seeded/{model}@seed{seed}.log",
+    benchmark:
+        "{run}/benchmarks/train_sequence_seeded/{model}@seed{seed}.tsv"
+    threads: lambda wildcards: config[seeded_section(wildcards)]["resources"]["threads"]
+    resources:
+        mem_mb=lambda wildcards: config[seeded_section(wildcards)]["resources"]["mem_mb"],
+        runtime=lambda wildcards: config[seeded_section(wildcards)]["resources"]["runtime"],
+        gpu=lambda wildcards: config[seeded_section(wildcards)]["resources"]["gpu"],
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/train_sequence_model.py"
