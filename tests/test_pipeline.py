@@ -114,7 +114,10 @@ def test_outputs_layout(run):
             assert (results / "models" / model / name).exists(), f"{model}/{name}"
         assert not list((results / "models" / model).glob("resume-*.pt"))
     summary = pd.read_csv(results / "summary.csv")
-    assert len(summary) == 6 + 1 and summary["family"].iloc[-1] == "late_fusion"  # earlyd not fused
+    # 6 fused models + earlyd (not fused) + the demo's video network c3d_2layer + the fusion row
+    assert len(summary) == 8 and summary["family"].iloc[-1] == "late_fusion"
+    video = summary[summary["model"] == "c3d_2layer"].iloc[0]
+    assert video["family"] == "video" and video["test_accuracy"] > 0
     assert summary["test_accuracy"].notna().all() and summary["val_fitted_accuracy"].notna().sum() == 1
     fallbacks = pd.read_csv(results / "fallbacks.csv", dtype=str, keep_default_na=False)
     # the demo has clips without audio: the audio models give them the fallback, and say so
