@@ -4,6 +4,7 @@ late fusion of the predictions."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -256,10 +257,14 @@ def test_c3d_2layer_learns_the_face_groups_and_feeds_late_fusion(tmp_path):
     table = load_scores({"c3d_2layer": ours, "audio_mlp": str(tmp_path / "flat.csv")})
     assert table.scores.shape == (2, 126, 7) and table.labelled("val")[1].shape == (42,)
     fusion = tmp_path / "late_fusion.json"
-    fusion.write_text('{"method": "x", "weights": {"c3d_2layer": 1.0}, "val": {"accuracy": 0, "uar": 0, '
-                      '"macro_f1": 0}, "cv": {"accuracy": 0}}')  # fmt: skip
+    fitted = {"accuracy": 0, "uar": 0, "macro_f1": 0}
+    fusion.write_text(
+        json.dumps({"method": "x", "weights": {"c3d_2layer": 1.0}, "val_fitted": fitted, "cv": fitted})
+    )
     metrics_path = str(tmp_path / "c3d_2layer/metrics.json")
-    summary = summarize_models({"c3d_2layer": metrics_path}, fusion, tmp_path / "s.csv")
+    summary = summarize_models(
+        {"c3d_2layer": metrics_path}, fusion, tmp_path / "s.csv", predictions={"c3d_2layer": ours}
+    )
     row = summary.iloc[0]
     assert (row["family"], row["modality"]) == ("video", "visual")
     assert row["val_accuracy"] == pytest.approx(metrics["val"]["accuracy"])
