@@ -18,6 +18,7 @@ sizes, the detection copy downscaled by ffmpeg):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from avfer.faces.align import face_template, similarity_matrices, warp_face
 from avfer.faces.detect import Detections, FaceDetector
 from avfer.faces.track import KeyState, SubjectTracker, guess_boxes, iou
 from avfer.io.failures import DEFAULT_MAX_FAILED
-from avfer.video import GridDecoder, GridFrames, frame_times, grid_length, probe
+from avfer.video import GRID_FPS, GridDecoder, GridFrames, grid_length, probe
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,15 @@ class FaceSettings:
         )
 
 
+#: Sink of a clip's output: called with consecutive blocks of grid frames (every dataset of
+#: :func:`face_layout`, the same number of rows), e.g. :meth:`avfer.io.ClipWriter.append`.
+Sink = Callable[[dict[str, np.ndarray]], None]
+
+
 @dataclass
 class ClipFaces:
-    """The face-cache datasets of one clip plus counters for the log and the summary."""
+    """The face-cache datasets of one clip (empty when they went to a sink) plus counters for
+    the log and the summary."""
 
     data: dict[str, np.ndarray]
     stats: dict[str, Any] = field(default_factory=dict)
@@ -96,15 +103,29 @@ class ClipFaces:
         ``no_video`` for an audio-only file (its frames are those of a clip without a face)."""
         if not self.has_video:
             return "no_video"
-        return "ok" if bool(self.data["has_face"].any()) else "no_face"
+        return "ok" if int(self.stats.get("faces", 0)) > 0 else "no_face"
 
 
-def empty_faces(n: int, crop_size: int) -> dict[str, np.ndarray]:
-    """Datasets of a clip of ``n`` grid frames without any face."""
+def face_layout(crop_size: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Per-frame datasets of a face-cache clip: name → (shape after ``T``, dtype)."""
+    return {
+        "faces": ((crop_size, crop_size, 3), np.uint8),
+        "frame_index": ((), np.int32),
+        "timestamp": ((), np.float64),
+        "source_time": ((), np.float64),
+        "box": ((4,), np.float32),
+        "landmarks": ((5, 2), np.float32),
+        "prob": ((), np.float32),
+        "has_face": ((), bool),
+    }
+
+
+def empty_faces(n: int, crop_size: int, start: int = 0) -> dict[str, np.ndarray]:
+    """Datasets of ``n`` grid frames (from grid frame ``start``) without any face."""
     return {
         "faces": np.zeros((n, crop_size, crop_size, 3), np.uint8),
         "frame_index": np.full(n, -1, np.int32),
-        "timestamp": frame_times(n),
+        "timestamp": np.arange(start, start + n, dtype=np.float64) / GRID_FPS,
         "source_time": np.full(n, np.nan, np.float64),
         "box": np.zeros((n, 4), np.float32),
         "landmarks": np.zeros((n, 5, 2), np.float32),
@@ -113,13 +134,29 @@ def empty_faces(n: int, crop_size: int) -> dict[str, np.ndarray]:
     }
 
 
+class _Collect:
+    """A sink that keeps the blocks in memory (:func:`process_clip` without a sink)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[dict[str, np.ndarray]] = []
+
+    def __call__(self, block: dict[str, np.ndarray]) -> None:
+        self.blocks.append(block)
+
+    def data(self, crop_size: int) -> dict[str, np.ndarray]:
+        if not self.blocks:
+            return empty_faces(0, crop_size)
+        return {k: np.concatenate([b[k] for b in self.blocks]) for k in self.blocks[0]}
+
+
 class _ClipRun:
     """State of one clip being processed chunk by chunk."""
 
-    def __init__(self, dec: GridDecoder, detector: FaceDetector, s: FaceSettings) -> None:
-        self.dec, self.det, self.s = dec, detector, s
+    def __init__(self, dec: GridDecoder, detector: FaceDetector, s: FaceSettings, sink: Sink) -> None:
+        self.dec, self.det, self.s, self.sink = dec, detector, s, sink
         self.n = dec.n_frames
-        self.out = empty_faces(self.n, s.crop_size)
+        self.written = 0  # grid frames handed to the sink
+        self.faces = 0
         self.tracker = SubjectTracker(
             dec.small_size, min_iou=s.track_iou, max_gap=s.max_gap, center_weight=s.center_weight
         )
@@ -144,13 +181,21 @@ class _ClipRun:
             pending = [batch[cut:]] if cut < len(batch) else []
         if pending:  # cannot happen (the last grid frame is a keyframe); kept for safety
             self.chunk(GridFrames.concat(pending))
+        if self.written < self.n:  # grid frames the decoder never delivered: no face
+            self.sink(empty_faces(self.n - self.written, self.s.crop_size, self.written))
+            self.written = self.n
 
     def chunk(self, g: GridFrames) -> None:
-        """Process consecutive frames ending with a keyframe."""
+        """Process consecutive frames ending with a keyframe; hand them to the sink."""
         t, valid, small = g.t, g.valid, g.smalls
-        o = self.out
-        o["frame_index"][t] = g.source_index
-        o["source_time"][t] = g.source_time
+        if len(t) and (t[0] < self.written or np.any(np.diff(t) != 1)):
+            raise RuntimeError(f"grid frames out of order: {t[0]} after {self.written}")
+        if len(t) and t[0] > self.written:  # a gap before this block: frames without a face
+            self.sink(empty_faces(int(t[0]) - self.written, self.s.crop_size, self.written))
+            self.written = int(t[0])
+        o = empty_faces(len(t), self.s.crop_size, self.written)
+        o["frame_index"][:] = g.source_index
+        o["source_time"][:] = g.source_time
 
         # 1. full detection on keyframes, main subject by tracking
         key = np.flatnonzero(self.is_key(t) & valid)
@@ -197,14 +242,17 @@ class _ClipRun:
             self.redetect(np.array(retry), small[retry], guess, x, (res_prob, res_box, res_lm, has))
 
         # 4. alignment and output (boxes and landmarks in display pixels)
-        self.align(g, has, res_lm)
+        self.align(g, has, res_lm, o["faces"])
         sx, sy = self.dec.small_to_frame
         dx, dy = self.dec.to_display
         scale = np.float32([sx * dx, sy * dy])
-        o["has_face"][t] = has
-        o["prob"][t] = np.where(has, res_prob, 0)
-        o["box"][t] = np.where(has[:, None], res_box * np.tile(scale, 2), 0)
-        o["landmarks"][t] = np.where(has[:, None, None], res_lm * scale, 0)
+        o["has_face"][:] = has
+        o["prob"][:] = np.where(has, res_prob, 0)
+        o["box"][:] = np.where(has[:, None], res_box * np.tile(scale, 2), 0)
+        o["landmarks"][:] = np.where(has[:, None, None], res_lm * scale, 0)
+        self.sink(o)
+        self.written += len(t)
+        self.faces += int(has.sum())
 
     def redetect(self, idx: np.ndarray, images: np.ndarray, guess: np.ndarray, x: Any, res: tuple) -> None:
         """Full detection on frames whose predicted box O-Net rejected."""
@@ -227,8 +275,9 @@ class _ClipRun:
                 res_prob[i], res_box[i], res_lm[i] = d.probs[j], d.boxes[j], d.landmarks[j]
             has[i] = True
 
-    def align(self, g: GridFrames, has: np.ndarray, lm: np.ndarray) -> None:
-        """Aligned crops of the frames with a face (landmarks in detection-size pixels)."""
+    def align(self, g: GridFrames, has: np.ndarray, lm: np.ndarray, out: np.ndarray) -> None:
+        """Aligned crops (into ``out``, one row per frame of ``g``) of the frames with a face
+        (landmarks in detection-size pixels)."""
         rows = np.flatnonzero(has)
         mats = similarity_matrices(lm[rows], self.template)
         sx, sy = self.dec.small_to_frame
@@ -239,36 +288,47 @@ class _ClipRun:
                 continue
             # detection-size pixels per crop pixel: enough for the crop → warp the small frame
             if np.sqrt(abs(np.linalg.det(m[:2, :2]))) <= 1.0:
-                self.out["faces"][g.t[i]] = warp_face(g.small(i), m, self.s.crop_size)
+                out[i] = warp_face(g.small(i), m, self.s.crop_size)
             else:
-                self.out["faces"][g.t[i]] = warp_face(g.frame(i), m @ to_full, self.s.crop_size)
+                out[i] = warp_face(g.frame(i), m @ to_full, self.s.crop_size)
 
 
 def process_clip(
-    path: str | Path, detector: FaceDetector, settings: FaceSettings, *, decode_threads: int = 0
+    path: str | Path,
+    detector: FaceDetector,
+    settings: FaceSettings,
+    *,
+    decode_threads: int = 0,
+    sink: Sink | None = None,
 ) -> ClipFaces:
     """Faces of one clip on the 25 fps grid; raises :class:`avfer.video.VideoError` (naming the
     file) when the video cannot be read. ``decode_threads``: ffmpeg's (0 = its default).
 
-    An audio-only file gives status ``no_video``: the grid of its audio stream, no face in any
-    frame (so the audio stage and every reader see the same ``T``)."""
+    With ``sink`` the datasets go to it block by block (of about ``batch_size`` frames: the
+    memory of a clip of any length is that of one block) and ``data`` stays empty; without, they
+    are collected into ``data``. An audio-only file gives status ``no_video``: the grid of its
+    audio stream, no face in any frame (so the audio stage and every reader see the same ``T``)."""
     info = probe(path, require_video=False)
     s = settings
+    collect = _Collect() if sink is None else None
+    out: Sink = collect if collect is not None else sink  # type: ignore[assignment]
     if not info.has_video:
         n = grid_length(info.duration)
+        for start in range(0, n, max(1, s.batch_size)):
+            out(empty_faces(min(s.batch_size, n - start), s.crop_size, start))
         stats = {"frames": n, "faces": 0, "source_frames": 0, "missing_frames": n, "duration": info.duration}
         stats |= {"keyframes": 0, "refined": 0, "redetected": 0}
-        return ClipFaces(empty_faces(n, s.crop_size), stats, has_video=False)
+        data = collect.data(s.crop_size) if collect is not None else {}
+        return ClipFaces(data, stats, has_video=False)
     dec = GridDecoder(
         path, info, max_side=s.frame_max_side, detect_size=s.detect_size, prefetch=s.batch_size,
         threads=decode_threads,
     )  # fmt: skip
-    run = _ClipRun(dec, detector, s)
+    run = _ClipRun(dec, detector, s, out)
     run.run()
-    has = run.out["has_face"]
     stats = {
         "frames": dec.n_frames,
-        "faces": int(has.sum()),
+        "faces": run.faces,
         "source_frames": dec.decoded,
         "missing_frames": dec.missing,
         "video_fps": round(info.fps, 4),
@@ -277,4 +337,4 @@ def process_clip(
         "height": dec.display_size[1],
         **run.stats,
     }
-    return ClipFaces(run.out, stats)
+    return ClipFaces(collect.data(s.crop_size) if collect is not None else {}, stats)

@@ -4,6 +4,7 @@ from avfer.io.atomic import atomic_path, write_json, write_text
 from avfer.io.hdf5 import (
     CacheError,
     ClipRecord,
+    ClipWriter,
     config_hash,
     h5_writer,
     iter_clips,
@@ -18,6 +19,7 @@ __all__ = [
     "CacheError",
     "CacheSchema",
     "ClipRecord",
+    "ClipWriter",
     "atomic_path",
     "config_hash",
     "h5_writer",
