@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -232,3 +233,38 @@ def iter_clips(
         with open_cache(path, kind) as f:
             for clip_id in f[CLIPS]:
                 yield read_clip(f, clip_id, wanted)
+
+
+class ReaderCache:
+    """At most ``max_open`` cache files open for reading at a time (least recently used closed
+    first), reopened in a forked process (a ``DataLoader`` worker never shares a parent's
+    HDF5 handle). Readers of many shards keep one handle per file instead of one per read."""
+
+    def __init__(self, kind: str, max_open: int = 8) -> None:
+        self.kind, self.max_open = kind, max(1, int(max_open))
+        self._files: OrderedDict[str, h5py.File] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __call__(self, path: str | os.PathLike[str]) -> h5py.File:
+        """The open file ``path`` (checked like :func:`open_cache` when first opened)."""
+        if self._pid != os.getpid():
+            self._files.clear()  # the parent's handles: never used (nor closed) in a child
+            self._pid = os.getpid()
+        key = str(path)
+        f = self._files.get(key)
+        if f is not None and f.id.valid:
+            self._files.move_to_end(key)
+            return f
+        while len(self._files) >= self.max_open:
+            _, old = self._files.popitem(last=False)
+            old.close()
+        f = self._files[key] = open_cache(key, self.kind)
+        return f
+
+    def close(self) -> None:
+        """Close every open file."""
+        while self._files:
+            self._files.popitem()[1].close()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled into spawned workers without handles
+        return {"kind": self.kind, "max_open": self.max_open, "_files": OrderedDict(), "_pid": -1}
