@@ -39,6 +39,17 @@ include: "rules/audio_models.smk"
 include: "rules/fusion.smk"
 
 
+# Cheap bookkeeping rules run in the main Snakemake process, never as cluster jobs.
+localrules:
+    all,
+    build_sample_sheet,
+    assign_splits,
+    summarize_faces,
+    summarize_audio,
+    summarize_models,
+    summarize_cv,
+
+
 rule all:
     default_target: True
     input:

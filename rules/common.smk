@@ -287,3 +287,9 @@ def final_targets() -> list:
     if FOLDS:
         out.append(f"{R}/cv_summary.json")
     return out + [audio_targets, face_targets, cnn_targets]
+
+
+def scaled_mem(mb: int):
+    """A rule's mem_mb that grows with the attempt: ``mb`` on the first, 2x on the first retry,
+    ... (a job killed for memory on a cluster is resubmitted asking for more; `retries`)."""
+    return lambda wildcards, attempt: int(mb) * attempt

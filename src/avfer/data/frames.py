@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -54,6 +55,20 @@ class LazyFrames:
         self.size, self.chans = int(size), int(chans)
         self.reader = reader or ReaderCache("faces")
         self.dtype = np.dtype(np.uint8)
+        self._datasets: dict[int, h5py.Dataset] = {}  # open `faces` datasets by clip (lookups are slow)
+        self._pid = os.getpid()
+
+    def _dataset(self, c: int) -> h5py.Dataset:
+        """The ``faces`` dataset of clip ``c`` (handle kept while its file stays open)."""
+        if self._pid != os.getpid():  # a forked worker: the parent's handles are not ours
+            self._datasets, self._pid = {}, os.getpid()
+        ds = self._datasets.get(c)
+        if ds is None or not ds.id.valid:
+            if len(self._datasets) >= 4096:
+                self._datasets.clear()
+            path, clip_id = self.sources[c]
+            ds = self._datasets[c] = self.reader(path)[CLIPS][clip_id]["faces"]
+        return ds
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -70,7 +85,9 @@ class LazyFrames:
     def take(self, index: np.ndarray) -> LazyFrames:
         """The frames ``index`` (still lazy)."""
         idx = self._index(index)
-        return LazyFrames(self.sources, self.clip[idx], self.t[idx], self.size, self.chans, self.reader)
+        out = LazyFrames(self.sources, self.clip[idx], self.t[idx], self.size, self.chans, self.reader)
+        out._datasets = self._datasets
+        return out
 
     def _index(self, index: np.ndarray | Sequence[int] | slice) -> np.ndarray:
         if isinstance(index, slice):
@@ -84,14 +101,20 @@ class LazyFrames:
         order = np.lexsort((self.t[idx], self.clip[idx]))
         clips = self.clip[idx][order]
         bounds = np.flatnonzero(np.diff(clips)) + 1
+        rows_of, raw = [], []
         for rows in np.split(order, bounds) if len(order) else []:
-            path, clip_id = self.sources[int(self.clip[idx[rows[0]]])]
-            ds = self.reader(path)[CLIPS][clip_id]["faces"]
+            ds = self._dataset(int(self.clip[idx[rows[0]]]))
             t = self.t[idx[rows]]
             uniq, inverse = np.unique(t, return_inverse=True)
             consecutive = uniq[-1] - uniq[0] + 1 == len(uniq)  # one slice instead of a point list
             faces = ds[int(uniq[0]) : int(uniq[-1]) + 1] if consecutive else ds[uniq]
-            out[rows] = fit_images(faces, self.size, self.chans).numpy()[inverse]
+            rows_of.append(rows)
+            raw.append(faces[inverse])
+        if raw and len({r.shape[1:] for r in raw}) == 1:  # one resize for the whole batch
+            out[np.concatenate(rows_of)] = fit_images(np.concatenate(raw), self.size, self.chans).numpy()
+        else:
+            for rows, faces in zip(rows_of, raw, strict=True):
+                out[rows] = fit_images(faces, self.size, self.chans).numpy()
         return out
 
 

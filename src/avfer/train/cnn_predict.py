@@ -158,31 +158,61 @@ def extract_features(
     return counts
 
 
-#: Grid frames of one clip whose features are computed and written at a time.
+#: Face frames whose features are computed at a time (of several short clips, or a block of a long one).
 BLOCK_FRAMES = 1024
 
 
 def _write_clips(
     f: h5py.File, model: FaceModel, store: FrameStore, errors: dict[str, str], batch_size: int
 ) -> None:
+    """Clips in order; the face frames of consecutive clips go through the model together in
+    blocks of at most :data:`BLOCK_FRAMES` grid frames (a longer clip is cut into such blocks)."""
     order = np.argsort(store.clip, kind="stable")
     starts = np.searchsorted(store.clip[order], np.arange(len(store.clips) + 1))
     layout = {"features": ((model.feature_dim,), np.float32), "mask": ((), bool)}
-    for i, rec in enumerate(store.clips.itertuples(index=False)):
+    clips = list(store.clips.itertuples(index=False))
+    # pieces: (clip index, first grid frame, end grid frame, face rows of the store inside)
+    pieces: list[tuple[int, int, int, np.ndarray]] = []
+    for i, rec in enumerate(clips):
         rows = order[starts[i] : starts[i + 1]]  # the clip's face frames, in grid order
-        error = errors[rec.clip_id]
-        if rec.n_frames == 0 and rec.status == "failed":
-            write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status=rec.status, error=error)
-            continue
-        out = ClipWriter(f, rec.clip_id, layout, split=rec.split, label=rec.label)
         t = store.t[rows]
         for begin in range(0, rec.n_frames, BLOCK_FRAMES):
             end = min(begin + BLOCK_FRAMES, rec.n_frames)
-            inside = rows[(t >= begin) & (t < end)]
+            pieces.append((i, begin, end, rows[(t >= begin) & (t < end)]))
+    writers: dict[int, ClipWriter] = {}
+    block: list[tuple[int, int, int, np.ndarray]] = []
+
+    def flush() -> None:
+        rows = np.concatenate([p[3] for p in block])
+        feats = frame_features(model, store.images.take(rows), batch_size) if len(rows) else None
+        at = 0
+        for i, begin, end, inside in block:
+            rec = clips[i]
+            if i not in writers:
+                writers[i] = ClipWriter(f, rec.clip_id, layout, split=rec.split, label=rec.label)
             x = np.zeros((end - begin, model.feature_dim), np.float32)
             mask = np.zeros(end - begin, bool)
             if len(inside):
-                x[store.t[inside] - begin] = frame_features(model, store.images.take(inside), batch_size)
+                x[store.t[inside] - begin] = feats[at : at + len(inside)]
                 mask[store.t[inside] - begin] = True
-            out.append({"features": x, "mask": mask})
-        out.close(rec.status, error)
+                at += len(inside)
+            writers[i].append({"features": x, "mask": mask})
+            if end == rec.n_frames:
+                writers.pop(i).close(rec.status, errors[rec.clip_id])
+        block.clear()
+
+    size = 0
+    for piece in pieces:
+        if size + piece[2] - piece[1] > BLOCK_FRAMES and block:
+            flush()
+            size = 0
+        block.append(piece)
+        size += piece[2] - piece[1]
+    if block:
+        flush()
+    for rec in clips:  # clips without grid frames: failed (no datasets) or an empty grid
+        if rec.n_frames == 0:
+            attrs = {"split": rec.split, "label": rec.label, "status": rec.status}
+            attrs["error"] = errors[rec.clip_id]
+            empty = {"features": np.zeros((0, model.feature_dim), np.float32), "mask": np.zeros(0, bool)}
+            write_clip(f, rec.clip_id, {} if rec.status == "failed" else empty, **attrs)
