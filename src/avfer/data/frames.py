@@ -64,7 +64,7 @@ class LazyFrames:
             self._datasets, self._pid = {}, os.getpid()
         ds = self._datasets.get(c)
         if ds is None or not ds.id.valid:
-            if len(self._datasets) >= 4096:
+            if len(self._datasets) >= 256:
                 self._datasets.clear()
             path, clip_id = self.sources[c]
             ds = self._datasets[c] = self.reader(path)[CLIPS][clip_id]["faces"]

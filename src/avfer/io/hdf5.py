@@ -175,13 +175,14 @@ class ClipWriter:
         del self.f[CLIPS][self.clip_id]
 
 
-def open_cache(path: str | os.PathLike[str], kind: str) -> h5py.File:
-    """Open a cache read-only after checking its kind and schema version."""
+def open_cache(path: str | os.PathLike[str], kind: str, **options: Any) -> h5py.File:
+    """Open a cache read-only after checking its kind and schema version (``options`` go to
+    ``h5py.File``, e.g. ``rdcc_nbytes``: the chunk cache of each open dataset)."""
     p = Path(path)
     if not p.exists():
         raise CacheError(f"{p}: cache file does not exist")
     try:
-        f = h5py.File(p, "r")
+        f = h5py.File(p, "r", **options)
     except OSError as exc:
         raise CacheError(f"{p}: not a readable HDF5 file ({exc})") from exc
     found_kind = f.attrs.get("avfer_kind")
@@ -258,7 +259,9 @@ class ReaderCache:
         while len(self._files) >= self.max_open:
             _, old = self._files.popitem(last=False)
             old.close()
-        f = self._files[key] = open_cache(key, self.kind)
+        # a small chunk cache per dataset: readers keep many datasets open (the 1 MiB default
+        # times thousands of clips is gigabytes); per-frame chunks need no more than a frame
+        f = self._files[key] = open_cache(key, self.kind, rdcc_nbytes=CHUNK_BYTES)
         return f
 
     def close(self) -> None:
