@@ -222,7 +222,8 @@ def stage_dag(work: Path, size: int, clips: int = 40000) -> dict:
     dag_s = time.perf_counter() - t0
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
-    jobs = next((ln for ln in proc.stdout.splitlines() if ln.strip().startswith("total")), "?")
+    lines = (proc.stdout + proc.stderr).splitlines()
+    jobs = next((f"{ln.split()[-1]} jobs" for ln in lines if ln.strip().startswith("total")), "? jobs")
     return {"what": f"{clips} clips, sheet built in {sheet_s:.1f} s; {jobs.strip()}", "seconds": dag_s}
 
 
