@@ -45,6 +45,17 @@ include: "rules/seeds.smk"
 include: "rules/static.smk"
 
 
+# Cheap bookkeeping rules run in the main Snakemake process, never as cluster jobs.
+localrules:
+    all,
+    build_sample_sheet,
+    assign_splits,
+    summarize_faces,
+    summarize_audio,
+    summarize_models,
+    summarize_cv,
+
+
 rule all:
     default_target: True
     input:

@@ -1,10 +1,10 @@
-"""Visual CNN training throughput: the HDF5 in-memory data path vs a JPEG-per-frame folder.
+"""Visual CNN training throughput: the lazy HDF5 data path vs a JPEG-per-frame folder.
 
 Builds a face cache of ``--frames`` aligned 112 px crops (demo faces), and the same frames as
 JPEG files in an ImageFolder tree (how the reference pipeline fed its CNNs: torchvision
 ``ImageFolder`` + per-image PIL transforms + ``DataLoader`` workers). Then times, in frames/s:
 
-- loading the cache into memory once (decompress + resize to the model input),
+- indexing the cache once (frames are read, decompressed and resized per batch),
 - one epoch of the data path alone (no model): HDF5 batches (what the CPU does when the
   augmentation runs on the GPU), HDF5 batches + augmentation, and the JPEG loader,
 - training (forward + backward + step) fed by each path, on the CPU and, when
@@ -148,7 +148,7 @@ def main() -> None:
         cache, jpeg = make_data(Path(td), args.frames)
         print(f"made {args.frames} frames (cache + JPEGs) in {time.perf_counter() - t0:.0f} s")
         store: list[FrameStore] = []
-        rows.append(("load cache into memory (once)", "cpu", *timed(_load, store, cache, size, chans)))
+        rows.append(("index cache (frames read per batch)", "cpu", *timed(_load, store, cache, size, chans)))
         s = store[0]
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
         for dev in devices:
@@ -165,14 +165,14 @@ def main() -> None:
             jpg = jpeg_loader(jpeg, size, chans, bs, args.workers)
             rows.append(
                 (
-                    "data only: hdf5 batches (index + copy to device)",
+                    "data only: hdf5 batches (read + copy to device)",
                     dev.type,
                     *timed(consume, hdf5, None, dev),
                 )
             )
             rows.append(
                 (
-                    "data only: hdf5 in memory + tensor augment",
+                    "data only: hdf5 batches + tensor augment",
                     dev.type,
                     *timed(consume, hdf5, tf, dev),
                 )

@@ -15,7 +15,7 @@ rule extract_audio_features:
         f"{R}/benchmarks/extract_audio_features/{{shard}}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem(2000),
         runtime=60,
     conda:
         "../envs/audio.yaml"

@@ -22,7 +22,7 @@ rule train_audio_model:
         "{run}/benchmarks/train_audio_model/audio_{audio_model}.tsv"
     threads: config["audio_models"]["resources"]["threads"]
     resources:
-        mem_mb=config["audio_models"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["audio_models"]["resources"]["mem_mb"]),
         runtime=config["audio_models"]["resources"]["runtime"],
         gpu=config["audio_models"]["resources"]["gpu"],
     conda:

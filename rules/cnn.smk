@@ -27,7 +27,7 @@ rule pretrain_cnn:
         f"{R}/benchmarks/pretrain_cnn/{{backbone}}.tsv"
     threads: config["pretrain"]["resources"]["threads"]
     resources:
-        mem_mb=config["pretrain"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["pretrain"]["resources"]["mem_mb"]),
         runtime=config["pretrain"]["resources"]["runtime"],
         gpu=config["pretrain"]["resources"]["gpu"],
     conda:
@@ -60,7 +60,7 @@ rule finetune_cnn:
         "{run}/benchmarks/finetune_cnn/{backbone}.tsv"
     threads: config["cnn"]["resources"]["threads"]
     resources:
-        mem_mb=config["cnn"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["cnn"]["resources"]["mem_mb"]),
         runtime=config["cnn"]["resources"]["runtime"],
         gpu=config["cnn"]["resources"]["gpu"],
     conda:
@@ -83,7 +83,7 @@ rule extract_cnn_features:
         "{run}/benchmarks/extract_cnn_features/{backbone}/{shard}.tsv"
     threads: config["cnn"]["resources"]["threads"]
     resources:
-        mem_mb=config["cnn"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["cnn"]["resources"]["mem_mb"]),
         runtime=config["cnn"]["resources"]["runtime"],
         gpu=config["cnn"]["resources"]["gpu"],
     conda:

@@ -390,3 +390,9 @@ def static_inputs(wildcards) -> dict[str, Any]:
 def static_targets() -> list[str]:
     """The static evaluation, when pretrain.evaluate_static is set."""
     return [f"{R}/static/evaluation.json"] if STATIC_EVAL else []
+
+
+def scaled_mem(mb: int):
+    """A rule's mem_mb that grows with the attempt: ``mb`` on the first, 2x on the first retry,
+    ... (a job killed for memory on a cluster is resubmitted asking for more; `retries`)."""
+    return lambda wildcards, attempt: int(mb) * attempt

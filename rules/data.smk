@@ -16,7 +16,7 @@ rule make_demo_dataset:
         f"{R}/benchmarks/make_demo_dataset.tsv"
     threads: 2
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_mem(2000),
         runtime=30,
     conda:
         "../envs/video.yaml"

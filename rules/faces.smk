@@ -17,7 +17,7 @@ rule detect_faces:
         f"{R}/benchmarks/detect_faces/{{shard}}.tsv"
     threads: config["faces"]["resources"]["threads"]
     resources:
-        mem_mb=config["faces"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["faces"]["resources"]["mem_mb"]),
         runtime=config["faces"]["resources"]["runtime"],
         gpu=config["faces"]["resources"]["gpu"],
     conda:
@@ -36,7 +36,7 @@ rule summarize_faces:
         f"{R}/logs/summarize_faces/{{split}}.log",
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=scaled_mem(1000),
         runtime=10,
     conda:
         "../envs/video.yaml"

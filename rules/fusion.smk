@@ -25,7 +25,7 @@ rule train_early_fusion:
         "{run}/benchmarks/train_early_fusion/early{option}_{backbone}.tsv"
     threads: config["early_fusion"]["resources"]["threads"]
     resources:
-        mem_mb=config["early_fusion"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["early_fusion"]["resources"]["mem_mb"]),
         runtime=config["early_fusion"]["resources"]["runtime"],
         gpu=config["early_fusion"]["resources"]["gpu"],
     conda:
@@ -57,7 +57,7 @@ rule fuse_late:
         "{run}/benchmarks/fuse_late.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=scaled_mem(4000),
         runtime=30,
     conda:
         "../envs/torch.yaml"

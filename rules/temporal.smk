@@ -23,7 +23,7 @@ rule train_temporal:
         "{run}/benchmarks/train_temporal/{head}_{backbone}.tsv"
     threads: config["temporal"]["resources"]["threads"]
     resources:
-        mem_mb=config["temporal"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["temporal"]["resources"]["mem_mb"]),
         runtime=config["temporal"]["resources"]["runtime"],
         gpu=config["temporal"]["resources"]["gpu"],
     conda:

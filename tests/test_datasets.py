@@ -13,6 +13,9 @@ from avfer.datasets import (
     build_sample_sheet,
     from_afew,
     from_cremad,
+    from_dfew,
+    from_ferv39k,
+    from_mafw,
     from_manifest,
     from_ravdess,
     read_sample_sheet,
@@ -319,3 +322,108 @@ def test_shards_beyond_999_and_fingerprint_of_added_files(tmp_path):
     (root / "Train_AFEW" / "Happy" / "b.avi").write_bytes(b"2")
     assert dataset_fingerprint({"root": str(root)}) != before  # a new file: the sheet is rebuilt
     assert dataset_fingerprint({"root": str(tmp_path / "missing")}) == ""
+
+
+def test_dfew_official_folds(tmp_path):
+    split_dir = tmp_path / "EmoLabel_DataSplit"
+    labels = {1: 1, 2: 4, 3: 7, 4: 3, 5: 2, 6: 5, 7: 6, 8: 1, 9: 4, 10: 2}  # clip -> DFEW label
+    for k in range(1, 6):
+        clips = [c for c in labels if (c - 1) % 5 == k - 1]
+        body = "video_name,label\n" + "".join(f"{c},{labels[c]}\n" for c in clips)
+        (split_dir / "test(single-labeled)").mkdir(parents=True, exist_ok=True)
+        (split_dir / "test(single-labeled)" / f"set_{k}.csv").write_text(body)
+        (split_dir / "train(single-labeled)").mkdir(parents=True, exist_ok=True)
+    for c in labels:
+        _touch(tmp_path / "Clip" / "original" / f"part_{1 + c // 6}" / f"{c:05d}.mp4")
+    _touch(tmp_path / "Clip" / "original" / "99999.mp4")  # on disk, in no fold file: not a sample
+    rows = from_dfew(tmp_path)
+    sheet = check_rows(rows)
+    by_id = sheet.set_index("clip_id")
+    assert (
+        len(sheet) == 10
+        and by_id.loc["00003", "label"] == "Fear"
+        and by_id.loc["00004", "label"] == "Neutral"
+    )
+    assert by_id.loc["00001", "fold"] == "1" and by_id.loc["00001", "split"] == "test"
+    assert by_id.loc["00007", "fold"] == "2" and by_id.loc["00007", "split"] == "val"
+    assert by_id.loc["00010", "fold"] == "5" and by_id.loc["00010", "split"] == "train"
+    from avfer.datasets.splits import assign_folds
+
+    folds = assign_folds(sheet, 5, seed=0)
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4]  # the official folds drive dataset.folds
+    (split_dir / "test(single-labeled)" / "set_2.csv").write_text("video_name,label\n42,3\n")
+    with pytest.raises(DatasetError, match=r"set_2\.csv:2: no video file for DFEW clip 00042"):
+        from_dfew(tmp_path)
+    (split_dir / "test(single-labeled)" / "set_2.csv").write_text("video_name,label\n2,9\n")
+    with pytest.raises(DatasetError, match=r"set_2\.csv:2: not a DFEW row"):
+        from_dfew(tmp_path)
+    (split_dir / "test(single-labeled)" / "set_5.csv").unlink()
+    with pytest.raises(DatasetError, match=r"set_5\.csv: DFEW fold file does not exist"):
+        from_dfew(tmp_path)
+
+
+def test_mafw_official_folds_and_dropped_classes(tmp_path):
+    split_dir = tmp_path / "Train & Test Set" / "single" / "no_caption"
+    names = [
+        "anger",
+        "happiness",
+        "contempt",
+        "sadness",
+        "surprise",
+        "neutral",
+        "fear",
+        "disgust",
+        "anxiety",
+        "fear",
+    ]
+    for k in range(1, 6):
+        (split_dir / f"set_{k}").mkdir(parents=True)
+        lines = [f"{c + 1:05d}.mp4 {names[c]}" for c in range(len(names)) if c % 5 == k - 1]
+        (split_dir / f"set_{k}" / "test.txt").write_text("\n".join(lines) + "\n")
+        (split_dir / f"set_{k}" / "train.txt").write_text("")
+    for c in range(len(names)):
+        _touch(tmp_path / "data" / "clips" / f"{c + 1:05d}.mp4")
+    sheet = check_rows(from_mafw(tmp_path))
+    by_id = sheet.set_index("clip_id")
+    assert len(sheet) == 8 and "00003" not in by_id.index and "00009" not in by_id.index  # contempt, anxiety
+    assert by_id.loc["00002", "label"] == "Happy" and by_id.loc["00002", "fold"] == "2"
+    assert by_id.loc["00006", "split"] == "test" and by_id.loc["00005", "split"] == "train"
+    (split_dir / "set_3" / "test.txt").write_text("00004.mp4 boredom\n")
+    with pytest.raises(DatasetError, match=r"set_3/test\.txt:1: unknown MAFW label 'boredom'"):
+        from_mafw(tmp_path)
+
+
+def test_ferv39k_official_split_and_stable_val(tmp_path):
+    setups = tmp_path / "4_setups" / "All_scenes"
+    setups.mkdir(parents=True)
+    train, test = [], []
+    for scene in ("Action", "Daily life"):
+        for emo in ("Happy", "Sad", "Angry"):
+            for c in range(1, 13):
+                key = f"{scene}/{emo}/{c:04d}"
+                _touch(tmp_path / "0_7_LabelClips" / scene / emo / f"{c:04d}.mp4")
+                (test if c > 10 else train).append(f"{key} {emo}")
+    (setups / "train_All.csv").write_text("\n".join(train) + "\n")
+    (setups / "test_All.csv").write_text("\n".join(test) + "\n")
+    sheet = check_rows(from_ferv39k(tmp_path))
+    counts = sheet["split"].value_counts().to_dict()
+    assert counts["test"] == 12 and counts["train"] + counts["val"] == 60 and 1 <= counts["val"] <= 15
+    assert sheet["clip_id"].is_unique  # 0001 exists in every scene/emotion: ids get a path hash
+    row = sheet[sheet["path"].str.endswith("Daily life/Sad/0011.mp4")].iloc[0]
+    assert (row["split"], row["label"]) == ("test", "Sad")
+    again = check_rows(from_ferv39k(tmp_path))
+    assert again["split"].tolist() == sheet["split"].tolist()
+    (setups / "test_All.csv").write_text("Action/Happy/0999 Happy\n")
+    with pytest.raises(
+        DatasetError, match=r"test_All\.csv:1: no video file for FERV39k clip 'Action/Happy/0999'"
+    ):
+        from_ferv39k(tmp_path)
+
+
+def test_new_formats_dispatch_from_the_config(tmp_path):
+    from avfer.config import validate_config
+
+    for fmt in ("dfew", "ferv39k", "mafw"):
+        cfg = validate_config({"dataset": {"format": fmt, "root": str(tmp_path / "none")}})["dataset"]
+        with pytest.raises(DatasetError, match="does not exist"):
+            build_sample_sheet(cfg)

@@ -31,16 +31,35 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 LOCAL_PROFILE = REPO / "profiles" / "local" / "config.yaml"
 
-# What the integration test builds, relative to each run's working directory, on this config.
-# Measured on 2 cores: TARGET = "results/late_fusion.json" with TINY_CONFIG plus shard_size 8,
-# pretrain/cnn epochs 1, temporal heads [gru], early_fusion options [a], other epochs 2 took
-# 5.2 min (SLURM run 3.4 min in 11 sbatch jobs, local run 1.7 min): raise SLURM_RUN_TIMEOUT_S.
-TARGET = "results/samples.csv"
+# What the integration test builds, relative to each run's working directory: the whole demo
+# DAG (faces, audio, CNN, CNN features, temporal, audio, early fusion, late fusion) of a small
+# demo config, with short training.
+TARGET = "results/late_fusion.json"
 TINY_CONFIG = {
     "seed": 0,
     "results": "results",
-    "dataset": {"root": "results/data/demo", "generate_demo": True, "shard_size": 4},
+    "dataset": {"root": "results/data/demo", "generate_demo": True, "shard_size": 8},
     "demo": {"clips_per_class": 1, "fer_per_class": 5},
+    "cnn": {"train": {"epochs": 1}},
+    "temporal": {"heads": ["gru"], "train": {"epochs": 2}},
+    "audio_models": {"train": {"epochs": 2}},
+    "early_fusion": {"options": ["a"], "train": {"epochs": 2}},
+}
+GPU_RULES = {
+    "detect_faces",
+    "finetune_cnn",
+    "extract_cnn_features",
+    "train_temporal",
+    "train_audio_model",
+    "train_early_fusion",
+}
+GROUPS = {"faces", "audio", "cnn_features"}
+LOCAL_RULES = {
+    "build_sample_sheet",
+    "assign_splits",
+    "summarize_faces",
+    "summarize_audio",
+    "summarize_models",
 }
 # Rules the profiles may name before they exist (set-resources/groups ignore unknown rules,
 # so a typo would silently do nothing: the fast test catches it).
@@ -56,8 +75,8 @@ PLANNED_RULES = {
     "fuse_late",
 }
 
-SLURM_RUN_TIMEOUT_S = 420  # the whole snakemake run through SLURM
-LOCAL_RUN_TIMEOUT_S = 300  # the reference run with --cores 2
+SLURM_RUN_TIMEOUT_S = 900  # the whole snakemake run through SLURM
+LOCAL_RUN_TIMEOUT_S = 600  # the reference run with --cores 2
 
 
 # ---------------------------------------------------------------- fast checks (no SLURM needed)
@@ -78,6 +97,23 @@ def test_profiles_name_known_rules():
     assert prof["set-resource-scopes"] == {"gpu": "local"}
     for rule, res in prof["set-resources"].items():
         assert res.get("gpu") == 1, rule
+
+
+def test_memory_grows_with_the_attempt_and_cheap_rules_are_local():
+    common = (REPO / "rules" / "common.smk").read_text()  # Snakemake syntax: take the function alone
+    source = re.search(r"^def scaled_mem\(.*?(?=^\S|\Z)", common, re.M | re.S).group(0)
+    scope: dict = {}
+    exec(compile(source, "common.smk", "exec"), scope)
+    mem = scope["scaled_mem"](1500)
+    assert [mem(None, a) for a in (1, 2, 3)] == [1500, 3000, 4500]
+    for smk in (REPO / "rules").glob("*.smk"):
+        for line in re.findall(r"^\s*mem_mb=(.*)$", smk.read_text(), re.M):
+            assert line.startswith("scaled_mem("), f"{smk.name}: mem_mb={line} does not grow with the attempt"
+    prof = yaml.safe_load(SLURM_PROFILE.read_text())
+    assert "attempt" in str(prof["default-resources"]["mem_mb"]) and prof["retries"] >= 1
+    snakefile = (REPO / "Snakefile").read_text()
+    block = re.search(r"^localrules:\n((?:\s+\w+,?\n)+)", snakefile, re.M)
+    assert block and LOCAL_RULES | {"summarize_cv"} <= set(re.findall(r"\w+", block.group(1)))
 
 
 @pytest.mark.parametrize("profile", [SLURM_PROFILE.parent, LOCAL_PROFILE.parent], ids=["slurm", "local"])
@@ -179,15 +215,11 @@ def _job_logs(workdir: Path, lines: int = 15) -> str:
 
 
 def _test_profile(dest: Path) -> Path:
-    """profiles/slurm adapted to the test cluster: its partition/account, no GPUs, fast polling."""
+    """profiles/slurm adapted to the test cluster: its partition/account, fast polling. The GPU
+    requests stay: sbatch is wrapped (:func:`_sbatch_wrapper`) to record them and drop them
+    (the test cluster has no GPU)."""
     prof = yaml.safe_load(SLURM_PROFILE.read_text())
     prof["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT)
-    for res in prof["set-resources"].values():
-        for key in ("gpu", "gpu_model", "gres"):
-            res.pop(key, None)
-    prof["set-resources"] = {rule: res for rule, res in prof["set-resources"].items() if res}
-    if not prof["set-resources"]:
-        del prof["set-resources"]  # an empty --set-resources is a usage error
     prof.update(
         {
             "jobs": 4,
@@ -202,6 +234,28 @@ def _test_profile(dest: Path) -> Path:
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
     return dest
+
+
+def _sbatch_wrapper(bin_dir: Path, calls: Path) -> Path:
+    """An ``sbatch`` first on PATH that appends its arguments (one call a line) to ``calls``
+    and runs the real sbatch without the GPU requests (``--gpus=...``, ``--gres=gpu...``)."""
+    real = shutil.which("sbatch")
+    assert real, "sbatch not found"
+    bin_dir.mkdir(parents=True)
+    wrapper = bin_dir / "sbatch"
+    wrapper.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\x1f" "$@" >> "{calls}"; echo >> "{calls}"\n'
+        "args=()\n"
+        'for a in "$@"; do case "$a" in --gpus=*|--gres=gpu*) ;; *) args+=("$a");; esac; done\n'
+        f'exec "{real}" "${{args[@]}}"\n'
+    )
+    wrapper.chmod(0o755)
+    return bin_dir
+
+
+def _sbatch_calls(calls: Path) -> list[list[str]]:
+    return [line.rstrip("\x1f").split("\x1f") for line in calls.read_text().splitlines() if line]
 
 
 # Wall-clock measurements that outputs record (audio summary, late-fusion report): they differ
@@ -297,11 +351,14 @@ def test_slurm_run_matches_local_run(slurm_cluster: SlurmCluster, tmp_path: Path
     cfg.write_text(yaml.safe_dump(TINY_CONFIG))
     common = [TARGET, "--configfile", str(cfg)]  # --configfile takes several values: keep it last
 
+    calls = tmp_path / "sbatch_calls.txt"
+    env = dict(slurm_cluster.env)
+    env["PATH"] = f"{_sbatch_wrapper(tmp_path / 'bin', calls)}:{env.get('PATH', os.environ['PATH'])}"
     t0 = time.monotonic()
     rc, out = _snakemake(
         tmp_path / "slurm",
         ["--profile", str(_test_profile(tmp_path / "profile")), *common],
-        slurm_cluster.env,
+        env,
         SLURM_RUN_TIMEOUT_S,
     )
     t_slurm = time.monotonic() - t0
@@ -344,6 +401,17 @@ def test_slurm_run_matches_local_run(slurm_cluster: SlurmCluster, tmp_path: Path
     assert all(rule in comments for rule in remote_rules), f"{remote_rules} vs sacct comments {comments}"
     slurm_logs = list((tmp_path / "slurm" / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {p.stem for p in slurm_logs} == submitted, slurm_logs
+
+    # The profile's GPU requests reached sbatch for the GPU rules only; group jobs were used;
+    # the cheap rules ran in the Snakemake process (localrules), never as SLURM jobs.
+    sbatch = _sbatch_calls(calls)
+    assert len(sbatch) == len(submitted), (len(sbatch), len(submitted))
+    for args in sbatch:
+        comment = next((a for a in args if a.startswith("--comment")), " ".join(args))
+        gpu_job = any(rule in comment for rule in GPU_RULES)
+        assert ("--gpus=1" in args) == gpu_job, args
+    assert {g for g in GROUPS if re.search(rf"group job {g}\b", out)} == GROUPS, out[-3000:]
+    assert local_only >= LOCAL_RULES and not LOCAL_RULES & remote_rules, (local_only, remote_rules)
 
     compared = _compare_results(tmp_path / "slurm" / "results", tmp_path / "local" / "results")
     print(

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from avfer.errors import AvferError
 
+log = logging.getLogger(__name__)
 
-def resolve_device(name: str | torch.device | None = "auto", *, key: str = "device") -> torch.device:
+
+def resolve_device(
+    name: str | torch.device | None = "auto", *, key: str = "device", gpus: int | None = None
+) -> torch.device:
     """``auto`` (or ``None`` / ``''``) → CUDA when available, else CPU; anything else as given.
 
-    A CUDA device that this machine does not have is one :class:`AvferError` naming the config
-    ``key`` it came from (e.g. ``faces.device``).
+    ``gpus``: the GPUs the job was given (the rule's ``gpu`` resource; ``None`` outside a rule).
+    With ``auto``, a job given no GPU runs on the CPU (a GPU the scheduler did not hand it
+    belongs to another job), and a job given GPUs on a machine without CUDA falls back to the
+    CPU with a warning. A CUDA device that this machine does not have is one
+    :class:`AvferError` naming the config ``key`` it came from (e.g. ``faces.device``).
     """
     if isinstance(name, torch.device):
         device = name
     elif name in (None, "", "auto"):
+        if gpus == 0:
+            return torch.device("cpu")
+        if gpus and not torch.cuda.is_available():
+            log.warning("%s: the job was given %d GPU(s) but CUDA is not available: using the CPU", key, gpus)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         try:

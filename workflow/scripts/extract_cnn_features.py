@@ -1,7 +1,7 @@
 """Snakemake script: per-frame penultimate CNN features of one shard → features/<backbone>/<shard>.h5."""
 
 from avfer.train.cnn_predict import extract_features
-from avfer.workflow import logged
+from avfer.workflow import job_device, logged
 
 with logged(snakemake.log[0], "extract_cnn_features") as log:
     counts = extract_features(
@@ -9,7 +9,7 @@ with logged(snakemake.log[0], "extract_cnn_features") as log:
         snakemake.input.faces,
         snakemake.output.h5,
         batch_size=snakemake.config["cnn"]["eval_batch_size"],  # inference settings: not in params
-        device=snakemake.config["cnn"]["device"],
+        device=job_device(snakemake, snakemake.config["cnn"]["device"], "cnn.device"),
         threads=snakemake.threads,
     )
     log.info("%s: %s", snakemake.output.h5, counts)

@@ -2,14 +2,16 @@
 
 from avfer.datasets.splits import read_splits
 from avfer.train.cnn import finetune
-from avfer.workflow import logged
+from avfer.workflow import job_device, logged
 
 with logged(snakemake.log[0], "finetune_cnn") as log:
     inputs = dict(snakemake.input.items())
+    cnn = {**snakemake.config["cnn"]}
+    cnn["device"] = job_device(snakemake, cnn["device"], "cnn.device")
     metrics = finetune(
         snakemake.wildcards.backbone,
         list(inputs["faces"]),
-        snakemake.config["cnn"],  # params hold its result-affecting part (the rerun trigger)
+        cnn,  # params hold its result-affecting part (the rerun trigger)
         model_path=snakemake.output.model,
         predictions_path=snakemake.output.predictions,
         metrics_path=snakemake.output.metrics,

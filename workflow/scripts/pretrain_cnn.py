@@ -1,13 +1,15 @@
 """Snakemake script: pre-train a CNN backbone on static expression images → model.pt, metrics.json."""
 
 from avfer.train.cnn import pretrain
-from avfer.workflow import logged
+from avfer.workflow import job_device, logged
 
 with logged(snakemake.log[0], "pretrain_cnn") as log:
+    cnn = {**snakemake.config["cnn"]}
+    cnn["device"] = job_device(snakemake, cnn["device"], "cnn.device")
     metrics = pretrain(
         snakemake.wildcards.backbone,
         snakemake.config["pretrain"],  # params hold their result-affecting part (the rerun trigger)
-        snakemake.config["cnn"],
+        cnn,
         model_path=snakemake.output.model,
         metrics_path=snakemake.output.metrics,
         seed=snakemake.params.seed,

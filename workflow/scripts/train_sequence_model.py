@@ -3,7 +3,7 @@ model (temporal head, audio model or early fusion, by its name) → model.pt, pr
 
 from avfer.datasets.splits import read_splits
 from avfer.train.sequence import model_settings, train_sequence_model
-from avfer.workflow import logged
+from avfer.workflow import job_device, logged
 
 SECTION = {
     "train_temporal": "temporal",
@@ -17,7 +17,9 @@ with logged(snakemake.log[0], snakemake.rule) as log:
     # params hold the result-affecting settings (the rerun trigger); the device comes from the config
     model_args, train = model_settings(name, snakemake.params.settings)
     section = SECTION.get(snakemake.rule) or snakemake.params.section  # train_sequence_seeded
-    train["device"] = snakemake.config[section]["train"]["device"]
+    train["device"] = job_device(
+        snakemake, snakemake.config[section]["train"]["device"], f"{section}.train.device"
+    )
     metrics = train_sequence_model(
         name,
         model_args=model_args,

@@ -11,55 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from avfer.io.hdf5 import CacheError, iter_clips
-from avfer.labels import EMOTIONS
+from avfer.data.clip_source import FRAME_KEYS, Clip, ClipSource
+from avfer.io.hdf5 import CacheError
+from avfer.models.temporal import clip_windows
 
 log = logging.getLogger(__name__)
 
-FRAME_KEYS = ("video", "video_mask", "audio", "audio_mask")
 CLIP_KEYS = ("functionals", "has_audio")
-# Which input arrays each source provides, and the cache datasets they are read from.
-_VIDEO = {"video": "features", "video_mask": "mask"}
-_AUDIO = {"audio": "lld", "audio_mask": "lld_mask", "functionals": "functionals"}
-
-
-@dataclass
-class Clip:
-    """One clip's inputs (numpy arrays keyed like a ``SequenceBatch``) and its metadata."""
-
-    clip_id: str
-    split: str
-    label: str
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    status: str = "ok"  # of its caches: the first that is not ok (no_face, no_audio, failed, ...)
-
-    @property
-    def target(self) -> int:
-        """Class index of the label, -1 when unlabelled."""
-        return EMOTIONS.index(self.label) if self.label else -1
-
-
-def _read(paths: Iterable[str], kind: str, names: Mapping[str, str]) -> dict[str, Clip]:
-    out: dict[str, Clip] = {}
-    for rec in iter_clips(paths, kind, datasets=list(names.values())):
-        arrays = {key: rec.data[ds] for key, ds in names.items() if ds in rec.data}
-        if kind == "audio":
-            arrays["has_audio"] = np.asarray(rec.status not in ("no_audio", "failed"))
-        out[rec.clip_id] = Clip(rec.clip_id, rec.split, rec.label, arrays, str(rec.status))
-    return out
-
-
-def _fit_length(arr: np.ndarray, length: int) -> np.ndarray:
-    if len(arr) >= length:
-        return arr[:length]
-    pad = np.zeros((length - len(arr), *arr.shape[1:]), dtype=arr.dtype)
-    return np.concatenate([arr, pad])
 
 
 def load_clips(
@@ -74,62 +38,14 @@ def load_clips(
     Frame arrays of the two caches are cut or padded (invalid) to the video length when they
     differ; a failed clip gets empty (all-invalid) inputs. Order: that of the first cache.
     ``assignment`` (clip id → (split, label), a protocol run) replaces the caches' split and
-    label; clips it does not list are left out.
+    label; clips it does not list are left out. Everything in memory: training streams the
+    clips through :class:`ClipSource` instead.
     """
-    keys = set(keys)
-    sources = []
-    if keys & {"video", "video_mask"}:
-        sources.append(_read(feature_paths, "features", _VIDEO))
-    if keys & {"audio", "audio_mask", "functionals", "has_audio"}:
-        sources.append(_read(audio_paths, "audio", _AUDIO))
-    if not sources:
-        raise CacheError(f"no cache provides the inputs {sorted(keys)}")
-    first = sources[0]
-    for other in sources[1:]:
-        odd = set(first) ^ set(other)
-        if odd:
-            raise CacheError(f"clips {sorted(odd)[:5]} are in only one of the feature and audio caches")
-    dims = {
-        k: arr.shape[-1]
-        for source in sources
-        for clip in source.values()
-        for k, arr in clip.arrays.items()
-        if k in ("video", "audio", "functionals")
-    }
-    clips = []
-    for clip_id, clip in first.items():
-        if assignment is not None and clip_id not in assignment:
-            continue
-        split, label = assignment[clip_id] if assignment is not None else (clip.split, clip.label)
-        status = next((s[clip_id].status for s in sources if s[clip_id].status != "ok"), "ok")
-        arrays: dict[str, np.ndarray] = {}
-        for source in sources:
-            arrays.update(source[clip_id].arrays)
-        length = next((len(arrays[k]) for k in ("video", "audio") if k in arrays), 1)
-        for key in keys - set(arrays):  # a failed clip: all-invalid inputs
-            if key not in dims and not key.endswith("mask"):
-                raise CacheError(f"{clip_id}: no clip of the caches has {key!r} to take its size from")
-            if key.endswith("mask"):
-                arrays[key] = np.zeros(length, dtype=bool)
-            elif key == "functionals":
-                arrays[key] = np.zeros(dims[key], dtype=np.float32)
-            else:
-                arrays[key] = np.zeros((length, dims[key]), dtype=np.float32)
-        if "video" in arrays and "audio" in arrays and len(arrays["audio"]) != len(arrays["video"]):
-            t_video, t_audio = len(arrays["video"]), len(arrays["audio"])
-            if abs(t_video - t_audio) > 2:
-                log.warning("%s: %d video frames but %d audio frames", clip_id, t_video, t_audio)
-            arrays["audio"] = _fit_length(arrays["audio"], t_video)
-            arrays["audio_mask"] = _fit_length(arrays["audio_mask"], t_video)
-        arrays = {k: v for k, v in arrays.items() if k in keys}
-        for k in ("video", "audio", "functionals"):
-            if k in arrays:
-                arrays[k] = np.nan_to_num(np.asarray(arrays[k], dtype=np.float32), posinf=0.0, neginf=0.0)
-        for k in ("video_mask", "audio_mask", "has_audio"):
-            if k in arrays:
-                arrays[k] = np.asarray(arrays[k], dtype=bool)
-        clips.append(Clip(clip_id, split, label, arrays, status))
-    return clips
+    source = ClipSource(feature_paths, audio_paths, keys=keys, assignment=assignment)
+    try:
+        return list(source)
+    finally:
+        source.close()
 
 
 def visible(clip: Clip) -> bool:
@@ -158,7 +74,14 @@ class Standardizer:
             total += rows.sum(axis=0)
             sq += (rows**2).sum(axis=0)
             count += len(rows)
-        if total is None or count == 0:
+        if total is None or sq is None:
+            raise CacheError("no valid training frames to compute standardisation statistics from")
+        return cls.from_moments(total, sq, count)
+
+    @classmethod
+    def from_moments(cls, total: np.ndarray, sq: np.ndarray, count: int) -> Standardizer:
+        """From the sums of the rows and of their squares over ``count`` rows."""
+        if count == 0:
             raise CacheError("no valid training frames to compute standardisation statistics from")
         mean = total / count
         std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
@@ -185,53 +108,118 @@ class Standardizer:
 _MASK_OF = {"video": "video_mask", "audio": "audio_mask", "functionals": "has_audio"}
 
 
-def fit_standardizers(clips: Sequence[Clip]) -> dict[str, Standardizer]:
-    """One :class:`Standardizer` per feature input, from the training clips' valid frames."""
-    train = [c for c in clips if c.split == "train"]
-    if not train:
+def fit_standardizers(clips: Iterable[Clip]) -> dict[str, Standardizer]:
+    """One :class:`Standardizer` per feature input, from the training clips' valid frames
+    (one pass; the clips may be streamed, e.g. from a :class:`ClipSource`)."""
+    sums: dict[str, list] = {}
+    seen = False
+    for c in clips:
+        if c.split != "train":
+            continue
+        seen = True
+        for key, mask_key in _MASK_OF.items():
+            if key not in c.arrays:
+                continue
+            rows = np.atleast_2d(np.asarray(c.arrays[key], np.float64))[np.atleast_1d(c.arrays[mask_key])]
+            acc = sums.setdefault(key, [np.zeros(rows.shape[-1]), np.zeros(rows.shape[-1]), 0])
+            acc[0] += rows.sum(axis=0)
+            acc[1] += (rows**2).sum(axis=0)
+            acc[2] += len(rows)
+    if not seen:
         raise CacheError("no training clips in the caches")
-    out = {}
-    for key, mask_key in _MASK_OF.items():
-        if key in train[0].arrays:
-            masks = [np.atleast_1d(c.arrays[mask_key]) for c in train]
-            arrays = [np.atleast_2d(c.arrays[key]) for c in train]
-            out[key] = Standardizer.fit(arrays, masks)
-    return out
+    return {key: Standardizer.from_moments(*acc) for key, acc in sums.items()}
 
 
 def standardize(clips: Sequence[Clip], norms: Mapping[str, Standardizer]) -> None:
     """Standardise every clip's feature inputs in place (invalid frames become zeros)."""
     for clip in clips:
-        for key, norm in norms.items():
-            mask = clip.arrays[_MASK_OF[key]]
-            clip.arrays[key] = norm(clip.arrays[key], mask if key != "functionals" else None)
-            if key == "functionals" and not bool(mask):
-                clip.arrays[key][:] = 0.0
+        standardize_clip(clip, norms)
+
+
+def standardize_clip(clip: Clip, norms: Mapping[str, Standardizer]) -> Clip:
+    """Standardise one clip's feature inputs in place (invalid frames become zeros)."""
+    for key, norm in norms.items():
+        mask = clip.arrays[_MASK_OF[key]]
+        clip.arrays[key] = norm(clip.arrays[key], mask if key != "functionals" else None)
+        if key == "functionals" and not bool(mask):
+            clip.arrays[key][:] = 0.0
+    return clip
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How a dataset cuts clips into windows (those of the model, see :func:`clip_windows`)."""
+
+    window: int
+    stride: int
+    frame_keys: tuple[str, ...]
+    mask_keys: tuple[str, ...]
 
 
 class SequenceDataset(Dataset):
-    """``(inputs, target)`` per clip; ``inputs`` maps each key to a tensor (target -1 if unlabelled)."""
+    """``(inputs, target)`` per clip; ``inputs`` maps each key to a tensor (target -1 if unlabelled).
 
-    def __init__(self, clips: Sequence[Clip]) -> None:
-        self.clips = list(clips)
+    ``clips``: in-memory clips, or a :class:`ClipSource` read one clip per item (then ``indices``
+    picks its clips and ``norms`` standardise them as they are read). With ``windows`` a clip
+    longer than the window comes as its windows (per-frame inputs ``(n, window, ...)``, clip
+    inputs repeated, ``window_valid`` ``(n,)``), so a batch holds windows, never a padded copy of
+    its longest clip.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip] | ClipSource,
+        indices: Sequence[int] | None = None,
+        *,
+        norms: Mapping[str, Standardizer] | None = None,
+        windows: Windows | None = None,
+    ) -> None:
+        self.clips = clips
+        self.indices = list(range(len(clips))) if indices is None else list(indices)
+        self.norms, self.windows = norms, windows
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.indices)
+
+    def clip(self, i: int) -> Clip:
+        """Item ``i`` as a (standardised) :class:`Clip`."""
+        clip = self.clips[self.indices[i]]
+        return standardize_clip(clip, self.norms) if self.norms else clip
 
     def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], int]:
-        clip = self.clips[i]
-        return {k: torch.from_numpy(np.asarray(v)) for k, v in clip.arrays.items()}, clip.target
+        clip = self.clip(i)
+        inputs = {k: torch.from_numpy(np.asarray(v)) for k, v in clip.arrays.items()}
+        w = self.windows
+        if w is not None:
+            inputs, valid = clip_windows(inputs, w.frame_keys, w.mask_keys, w.window, w.stride)
+            inputs["window_valid"] = valid
+        return inputs, clip.target
 
 
 def collate_sequences(
     items: Sequence[tuple[Mapping[str, torch.Tensor], int]],
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Pad per-frame inputs to the longest clip (masks padded with False) → (SequenceBatch, targets)."""
+    """Pad per-frame inputs to the longest clip (masks padded with False) → (SequenceBatch, targets).
+
+    Windowed items (see :class:`SequenceDataset`) become one batch of windows (padded to the
+    longest window) with ``window_clip`` (the item of each window) and ``window_valid``."""
     batch: dict[str, torch.Tensor] = {}
+    windowed = "window_valid" in items[0][0]
     for key in items[0][0]:
         values = [inputs[key] for inputs, _ in items]
-        if key in FRAME_KEYS:
+        if windowed:
+            if key in FRAME_KEYS:
+                longest = max(v.shape[1] for v in values)
+                values = [
+                    torch.nn.functional.pad(v, (0, 0) * (v.ndim - 2) + (0, longest - v.shape[1]))
+                    for v in values
+                ]
+            batch[key] = torch.cat(values)
+        elif key in FRAME_KEYS:
             batch[key] = torch.nn.utils.rnn.pad_sequence(values, batch_first=True)
         else:
             batch[key] = torch.stack(values)
+    if windowed:
+        counts = torch.tensor([len(inputs["window_valid"]) for inputs, _ in items])
+        batch["window_clip"] = torch.repeat_interleave(torch.arange(len(items)), counts)
     return batch, torch.tensor([t for _, t in items], dtype=torch.long)

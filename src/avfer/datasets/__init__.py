@@ -1,7 +1,8 @@
 """Datasets on disk → one sample sheet (``clip_id, path, split, label``, ...).
 
-Adapters: the AFEW folder tree, a CSV manifest, and the RAVDESS and CREMA-D filename
-conventions. Every adapter checks its files and labels and names the culprit when one is wrong.
+Adapters: the AFEW folder tree, a CSV manifest, the RAVDESS and CREMA-D filename
+conventions, and the annotation files of DFEW, FERV39k and MAFW (official folds / splits).
+Every adapter checks its files and labels and names the culprit when one is wrong.
 """
 
 from avfer.datasets.adapters import (
@@ -12,6 +13,9 @@ from avfer.datasets.adapters import (
     derive_clip_ids,
     from_afew,
     from_cremad,
+    from_dfew,
+    from_ferv39k,
+    from_mafw,
     from_manifest,
     from_ravdess,
     is_safe_clip_id,
@@ -40,6 +44,9 @@ __all__ = [
     "derive_clip_ids",
     "from_afew",
     "from_cremad",
+    "from_dfew",
+    "from_ferv39k",
+    "from_mafw",
     "from_manifest",
     "from_ravdess",
     "is_safe_clip_id",

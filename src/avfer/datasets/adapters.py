@@ -244,3 +244,137 @@ def from_cremad(
             )
         items.append((path, _actor_split(int(actor), val, test), _CREMAD_EMOTION[emotion], actor))
     return _rows(items, Path(root))
+
+
+# In-the-wild dynamic FER datasets with official folds: the sheet's own split is run 0 of
+# dataset.folds (fold 1 test, fold 2 val, the rest train); `fold` holds the official fold.
+_DFEW_EMOTION = {1: "Happy", 2: "Sad", 3: "Neutral", 4: "Angry", 5: "Surprise", 6: "Disgust", 7: "Fear"}
+_MAFW_EMOTION = {
+    "anger": "Angry", "disgust": "Disgust", "fear": "Fear", "happiness": "Happy", "neutral": "Neutral",
+    "sadness": "Sad", "surprise": "Surprise",
+}  # fmt: skip  # contempt, anxiety, helplessness, disappointment: not among the 7 classes, dropped
+
+
+def _media_by(root: Path, key_of, skip: Sequence[str] = ()) -> dict:
+    """Media files under ``root`` (not under the folders ``skip``) by ``key_of(path)``."""
+    out: dict = {}
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in MEDIA_EXTENSIONS or not path.is_file():
+            continue
+        if any(part in skip for part in path.relative_to(root).parts[:-1]):
+            continue
+        key = key_of(path)
+        if key is not None:
+            out.setdefault(key, path)
+    return out
+
+
+def _fold_split(fold: int) -> str:
+    return "test" if fold == 1 else "val" if fold == 2 else "train"
+
+
+def _fold_rows(found: Sequence[tuple[Path, str, int]], root: Path) -> list[Row]:
+    rows = _rows([(p, _fold_split(k), label, "") for p, label, k in found], root)
+    for row, (_, _, k) in zip(rows, found, strict=True):
+        row["fold"] = str(k)
+    return rows
+
+
+def _official_folds(files: Sequence[Path], name: str) -> list[Path]:
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise DatasetError(f"{missing[0]}: {name} fold file does not exist")
+    return list(files)
+
+
+def from_dfew(root: str | Path) -> list[Row]:
+    """DFEW: ``<root>/EmoLabel_DataSplit/test(single-labeled)/set_<k>.csv`` (``video_name,label``,
+    label 1-7 = Happy, Sad, Neutral, Angry, Surprise, Disgust, Fear) for k = 1..5 give each clip
+    its official fold (the fold whose test set holds it) and label; the clips are the video
+    files anywhere else under ``root`` named by their number (``Clip/original/00001.mp4``)."""
+    root = Path(root)
+    split_dir = root / "EmoLabel_DataSplit" / "test(single-labeled)"
+    csvs = _official_folds([split_dir / f"set_{k}.csv" for k in range(1, 6)], "DFEW")
+    media = _media_by(root, lambda p: int(p.stem) if p.stem.isdigit() else None, ("EmoLabel_DataSplit",))
+    found: list[tuple[Path, str, int]] = []
+    for k, csv in enumerate(csvs, start=1):
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        if not {"video_name", "label"} <= set(df.columns):
+            raise DatasetError(f"{csv}: DFEW fold file needs columns video_name,label")
+        for i, (name, label) in enumerate(zip(df["video_name"], df["label"], strict=True), start=2):
+            if not name.strip().isdigit() or not label.strip().isdigit() or int(label) not in _DFEW_EMOTION:
+                raise DatasetError(f"{csv}:{i}: not a DFEW row (video number, label 1-7): {name!r},{label!r}")
+            path = media.get(int(name))
+            if path is None:
+                raise DatasetError(f"{csv}:{i}: no video file for DFEW clip {int(name):05d} under {root}")
+            found.append((path, _DFEW_EMOTION[int(label)], k))
+    return _fold_rows(found, root)
+
+
+def from_mafw(root: str | Path) -> list[Row]:
+    """MAFW: ``<root>/Train & Test Set/single/no_caption/set_<k>/test.txt`` (``00019.mp4 anger``
+    per line) for k = 1..5 give each clip its official fold and label; clips are the files
+    anywhere under ``root`` of those names (``data/clips/00019.mp4``). Its four classes outside
+    the seven (contempt, anxiety, helplessness, disappointment) are dropped."""
+    root = Path(root)
+    split_dir = root / "Train & Test Set" / "single" / "no_caption"
+    files = _official_folds([split_dir / f"set_{k}" / "test.txt" for k in range(1, 6)], "MAFW")
+    media = _media_by(root, lambda p: p.stem, ("Train & Test Set",))
+    found: list[tuple[Path, str, int]] = []
+    for k, txt in enumerate(files, start=1):
+        for i, line in enumerate(txt.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise DatasetError(f"{txt}:{i}: not a MAFW line '<clip file> <label>': {line!r}")
+            name, label = parts[0], parts[1].lower()
+            if label not in _MAFW_EMOTION and label not in (
+                "contempt",
+                "anxiety",
+                "helplessness",
+                "disappointment",
+            ):
+                raise DatasetError(f"{txt}:{i}: unknown MAFW label {parts[1]!r}")
+            path = media.get(PurePosixPath(name).stem)
+            if path is None:
+                raise DatasetError(f"{txt}:{i}: no media file for MAFW clip {name!r} under {root}")
+            if label in _MAFW_EMOTION:
+                found.append((path, _MAFW_EMOTION[label], k))
+    return _fold_rows(found, root)
+
+
+def from_ferv39k(root: str | Path, *, val_fraction: float = 0.1) -> list[Row]:
+    """FERV39k: ``<root>/4_setups/All_scenes/train_All.csv`` and ``test_All.csv`` (one clip per
+    line, ``<Scene>/<Emotion>/<clip> <Emotion>``; the official train/test split, no folds); the
+    clips are the video files under ``root`` whose last three path parts are that key
+    (``0_7_LabelClips/Action/Sad/0010.mp4``). ``val`` is about ``val_fraction`` of train, picked
+    by a hash of each clip's key (stable whatever else is on disk)."""
+    root = Path(root)
+    setups = root / "4_setups" / "All_scenes"
+    files = _official_folds([setups / "train_All.csv", setups / "test_All.csv"], "FERV39k")
+    media = _media_by(root, lambda p: "/".join([*p.parent.parts[-2:], p.stem]), ("4_setups",))
+    items: list[tuple[Path, str, str, str]] = []
+    for txt, split in zip(files, ("train", "test"), strict=True):
+        for i, line in enumerate(txt.read_text().splitlines(), start=1):
+            parts = line.strip().rsplit(None, 1)  # the key may hold spaces, the label does not
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise DatasetError(
+                    f"{txt}:{i}: not a FERV39k line '<Scene>/<Emotion>/<clip> <Emotion>': {line!r}"
+                )
+            key = PurePosixPath(parts[0])
+            try:
+                label = canonical(parts[1], source=f"{txt}:{i}")
+            except LabelError as exc:
+                raise DatasetError(str(exc)) from None
+            path = media.get("/".join([*key.parent.parts[-2:], key.stem]))
+            if path is None:
+                raise DatasetError(f"{txt}:{i}: no video file for FERV39k clip {parts[0]!r} under {root}")
+            if split == "train" and int(_short_hash(parts[0]), 16) / 16**_HASH_CHARS < val_fraction:
+                split_of = "val"
+            else:
+                split_of = split
+            items.append((path, split_of, label, ""))
+    return _rows(items, root)

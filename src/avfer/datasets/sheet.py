@@ -21,6 +21,9 @@ from avfer.datasets.adapters import (
     Row,
     from_afew,
     from_cremad,
+    from_dfew,
+    from_ferv39k,
+    from_mafw,
     from_manifest,
     from_ravdess,
 )
@@ -29,6 +32,7 @@ from avfer.io.hdf5 import config_hash
 from avfer.labels import EMOTIONS
 
 SPLITS = ("train", "val", "test")
+FORMATS = ("afew", "manifest", "ravdess", "cremad", "dfew", "ferv39k", "mafw")
 SHEET_COLUMNS = ("clip_id", "path", "split", "label", "group", "fold", "shard")
 _OPTIONAL = ("group", "fold")
 
@@ -52,7 +56,13 @@ def _rows_for(cfg: Mapping[str, Any]) -> list[Row]:
             val_actors=cfg["val_actors"] or range(1082, 1087),
             test_actors=cfg["test_actors"] or range(1087, 1092),
         )
-    raise DatasetError(f"dataset.format {fmt!r} is not one of afew, manifest, ravdess, cremad")
+    if fmt == "dfew":
+        return from_dfew(cfg["root"])
+    if fmt == "mafw":
+        return from_mafw(cfg["root"])
+    if fmt == "ferv39k":
+        return from_ferv39k(cfg["root"])
+    raise DatasetError(f"dataset.format {fmt!r} is not one of {', '.join(FORMATS)}")
 
 
 def check_rows(rows: list[Row]) -> pd.DataFrame:

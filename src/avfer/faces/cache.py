@@ -25,8 +25,8 @@ import torch
 from avfer.errors import AvferError
 from avfer.faces.align import face_template
 from avfer.faces.detect import FaceDetector
-from avfer.faces.pipeline import FaceSettings, process_clip
-from avfer.io import atomic_path, config_hash, h5_writer, open_cache, write_clip, write_json
+from avfer.faces.pipeline import FaceSettings, face_layout, process_clip
+from avfer.io import ClipWriter, atomic_path, config_hash, h5_writer, open_cache, write_clip, write_json
 from avfer.io.failures import check_failures
 from avfer.io.hdf5 import CLIPS
 from avfer.video import check_ffmpeg
@@ -89,26 +89,27 @@ def build_face_shard(
         detector=f"facenet-pytorch MTCNN (keyframe_every={s.keyframe_every}, O-Net tracking)",
         faces_config=json.dumps(settings, sort_keys=True),
     ) as f:
+        layout = face_layout(s.crop_size)
         for rec in rows.itertuples(index=False):
             started = time.perf_counter()
             row = {"clip_id": rec.clip_id, "shard": shard, "label": rec.label, "error": ""}
+            out = ClipWriter(
+                f, rec.clip_id, layout, split=rec.split, label=rec.label, compression=compression
+            )
             try:
-                clip = process_clip(rec.path, det, s, decode_threads=decode_threads)
-            except AvferError as exc:  # bad video: recorded, the shard goes on
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                log.error("clip %s failed: %s", rec.clip_id, msg)
-                write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status="failed", error=msg)
-                f[CLIPS][rec.clip_id].attrs["path"] = str(rec.path)
-                summary.append({**row, "status": "failed", "frames": 0, "faces": 0, "error": msg})
-                failures[rec.clip_id] = msg
-                check_failures(failures, len(rows), budget, out_path, "faces")
-                continue
+                clip = process_clip(rec.path, det, s, decode_threads=decode_threads, sink=out.append)
             except (MemoryError, torch.cuda.OutOfMemoryError):
                 raise
-            except Exception as exc:  # unexpected: record it, but a shard of crashes is a bug
-                crashes += 1
-                msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                log.exception("clip %s (%s) crashed", rec.clip_id, rec.path)
+            except Exception as exc:  # bad video (AvferError): recorded, the shard goes on
+                out.discard()
+                expected = isinstance(exc, AvferError)
+                if expected:
+                    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    log.error("clip %s failed: %s", rec.clip_id, msg)
+                else:  # unexpected: record it, but a shard of crashes is a bug
+                    crashes += 1
+                    msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    log.exception("clip %s (%s) crashed", rec.clip_id, rec.path)
                 write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status="failed", error=msg)
                 f[CLIPS][rec.clip_id].attrs["path"] = str(rec.path)
                 summary.append({**row, "status": "failed", "frames": 0, "faces": 0, "error": msg})
@@ -116,11 +117,7 @@ def build_face_shard(
                 check_failures(failures, len(rows), budget, out_path, "faces")
                 continue
             status = clip.status
-            g = write_clip(
-                f, rec.clip_id, clip.data, split=rec.split, label=rec.label, status=status,
-                compression=compression,
-            )  # fmt: skip
-            g.attrs.update({"path": str(rec.path), **clip.stats})
+            out.close(status, path=str(rec.path), **clip.stats)
             n, found = clip.stats["frames"], clip.stats["faces"]
             summary.append({**row, "status": status, "frames": n, "faces": found})
             log.info(

@@ -17,7 +17,8 @@ sizes, the detection copy downscaled by ffmpeg):
    as FER2013-style models were trained).
 
 :func:`track_clip` follows up to ``max_faces`` subjects at once (one tracker each, sharing the
-keyframe detections); :func:`process_clip` is its one-subject case, the face cache's content;
+keyframe detections); :func:`process_clip` is its one-subject case, the face cache's content,
+optionally streamed block by block to a sink (a clip of any length in the memory of one block);
 :func:`track_stream` runs the same steps on a live capture.
 """
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,92 +34,17 @@ import numpy as np
 
 from avfer.faces.align import FaceCrop, face_template, similarity_matrices, square_box_crop, warp_face
 from avfer.faces.detect import Detections, FaceDetector
+from avfer.faces.layout import ClipFaces, Sink, empty_faces, face_layout
+from avfer.faces.settings import JOB_KEYS, FaceSettings
 from avfer.faces.track import KeyState, SubjectTracker, assign_subjects, guess_boxes, iou
-from avfer.io.failures import DEFAULT_MAX_FAILED
-from avfer.video import GridDecoder, GridFrames, frame_times, grid_length, probe
+from avfer.video import GRID_FPS, GridDecoder, GridFrames, grid_length, probe
 
 log = logging.getLogger(__name__)
 
-#: Keys of the ``faces`` config section that only size the job (not part of the result).
-JOB_KEYS = ("resources",)
-
-
-@dataclass(frozen=True)
-class FaceSettings:
-    """The ``faces`` config section (see ``config/schema.yaml`` for meanings and defaults)."""
-
-    crop_size: int
-    margin: float
-    detect_size: int
-    frame_max_side: int
-    batch_size: int
-    keyframe_every: int
-    min_face_size: int
-    thresholds: tuple[float, float, float]
-    refine_threshold: float
-    track_iou: float
-    max_gap: int
-    center_weight: float
-    device: str
-    compression: str
-    max_failed_fraction: float = DEFAULT_MAX_FAILED
-
-    @classmethod
-    def from_config(cls, section: dict[str, Any] | None = None) -> FaceSettings:
-        """Validate a ``faces`` section against the schema (filling its defaults)."""
-        from avfer.config import validate_config
-
-        cfg = validate_config({"faces": dict(section or {})})["faces"]
-        values = {k: v for k, v in cfg.items() if k not in JOB_KEYS}
-        values["thresholds"] = tuple(float(x) for x in values["thresholds"])
-        return cls(**values)
-
-    def result_config(self) -> dict[str, Any]:
-        """The settings that determine the cache's content (hashed into ``config_hash``)."""
-        job = ("device", "batch_size", "max_failed_fraction")
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in job}
-        out["thresholds"] = list(self.thresholds)
-        return out
-
-    def detector(self, device: str | None = None) -> FaceDetector:
-        """The MTCNN detector these settings describe."""
-        return FaceDetector(
-            min_face_size=self.min_face_size,
-            thresholds=self.thresholds,
-            device=device or self.device,
-        )
-
-
-@dataclass
-class ClipFaces:
-    """The face-cache datasets of one clip plus counters for the log and the summary."""
-
-    data: dict[str, np.ndarray]
-    stats: dict[str, Any] = field(default_factory=dict)
-    has_video: bool = True
-    track: np.ndarray | None = None  # int32 [T] track id per frame (-1: no face), see track_clip
-
-    @property
-    def status(self) -> str:
-        """``ok`` when the subject was found in at least one frame, else ``no_face``;
-        ``no_video`` for an audio-only file (its frames are those of a clip without a face)."""
-        if not self.has_video:
-            return "no_video"
-        return "ok" if bool(self.data["has_face"].any()) else "no_face"
-
-
-def empty_faces(n: int, crop_size: int) -> dict[str, np.ndarray]:
-    """Datasets of a clip of ``n`` grid frames without any face."""
-    return {
-        "faces": np.zeros((n, crop_size, crop_size, 3), np.uint8),
-        "frame_index": np.full(n, -1, np.int32),
-        "timestamp": frame_times(n),
-        "source_time": np.full(n, np.nan, np.float64),
-        "box": np.zeros((n, 4), np.float32),
-        "landmarks": np.zeros((n, 5, 2), np.float32),
-        "prob": np.zeros(n, np.float32),
-        "has_face": np.zeros(n, bool),
-    }
+__all__ = [
+    "JOB_KEYS", "ClipFaces", "FaceSettings", "Sink", "empty_faces", "face_layout",
+    "process_clip", "track_clip", "track_stream",
+]  # fmt: skip
 
 
 class _Subject:
@@ -331,13 +256,17 @@ def track_clip(
     max_faces: int = 1,
     crop: FaceCrop | None = None,
     on_chunk: Callable[[GridFrames, list[_Subject]], None] | None = None,
+    window: int | None = None,
     decode_threads: int = 0,
 ) -> list[ClipFaces]:
     """Faces of up to ``max_faces`` subjects of one clip on the 25 fps grid, the main subject
     first (each :class:`ClipFaces` has a ``track`` id per frame, ``-1`` without a face).
 
     ``crop``: how faces are cut out (default: the settings' template alignment); ``on_chunk``
-    is called with each processed chunk of frames and the subjects (for streaming consumers).
+    is called with each processed chunk of frames and the subjects (for streaming consumers);
+    with ``window`` the subjects' arrays are a ring of that many frames (rows ``t % window``,
+    which only ``on_chunk`` can read; an audio-only file then gives no rows).
+
     Raises :class:`avfer.video.VideoError` (naming the file) when the video cannot be read. An
     audio-only file gives one subject with status ``no_video``: the grid of its audio stream, no
     face in any frame (so the audio stage and every reader see the same ``T``).
@@ -348,14 +277,14 @@ def track_clip(
         n = grid_length(info.duration)
         stats = {"frames": n, "faces": 0, "source_frames": 0, "missing_frames": n, "duration": info.duration}
         stats |= {"keyframes": 0, "refined": 0, "redetected": 0}
-        return [
-            ClipFaces(empty_faces(n, s.crop_size), stats, has_video=False, track=np.full(n, -1, np.int32))
-        ]
+        rows = n if window is None else 0
+        track = np.full(rows, -1, np.int32)
+        return [ClipFaces(empty_faces(rows, s.crop_size), stats, has_video=False, track=track)]
     dec = GridDecoder(
         path, info, max_side=s.frame_max_side, detect_size=s.detect_size, prefetch=s.batch_size,
         threads=decode_threads,
     )  # fmt: skip
-    run = _ClipRun(dec, detector, s, max_faces=max_faces, crop=crop, on_chunk=on_chunk)
+    run = _ClipRun(dec, detector, s, max_faces=max_faces, crop=crop, on_chunk=on_chunk, window=window)
     run.run()
     stats = {
         "frames": dec.n_frames,
@@ -394,10 +323,58 @@ def track_stream(
     return run.stats
 
 
+class _Blocks:
+    """``on_chunk`` of a streamed :func:`process_clip`: copies each chunk of the main subject
+    out of the ring and hands it to the sink, frames in order, gaps as frames without a face."""
+
+    def __init__(self, sink: Sink, crop_size: int, window: int) -> None:
+        self.sink, self.crop_size, self.window = sink, crop_size, window
+        self.written = 0  # grid frames handed to the sink
+        self.faces = 0
+
+    def __call__(self, g: GridFrames, subjects: list[_Subject]) -> None:
+        t = g.t
+        if not len(t):
+            return
+        if t[0] < self.written or np.any(np.diff(t) != 1):
+            raise RuntimeError(f"grid frames out of order: {t[0]} after {self.written}")
+        self.finish(int(t[0]))
+        block = {k: v[t % self.window] for k, v in subjects[0].out.items()}  # copies
+        block["timestamp"] = t / GRID_FPS
+        block["faces"][~block["has_face"]] = 0
+        self.sink(block)
+        self.written += len(t)
+        self.faces += int(block["has_face"].sum())
+
+    def finish(self, n: int, step: int = 256) -> None:
+        """Frames ``written .. n`` without a face (a gap, a tail, an audio-only file)."""
+        while self.written < n:
+            k = min(step, n - self.written)
+            self.sink(empty_faces(k, self.crop_size, self.written))
+            self.written += k
+
+
 def process_clip(
-    path: str | Path, detector: FaceDetector, settings: FaceSettings, *, decode_threads: int = 0
+    path: str | Path,
+    detector: FaceDetector,
+    settings: FaceSettings,
+    *,
+    decode_threads: int = 0,
+    sink: Sink | None = None,
 ) -> ClipFaces:
     """Faces of the main subject of one clip on the 25 fps grid (the face cache's content);
     raises :class:`avfer.video.VideoError` (naming the file) when the video cannot be read.
-    ``decode_threads``: ffmpeg's (0 = its default). An audio-only file: status ``no_video``."""
-    return track_clip(path, detector, settings, decode_threads=decode_threads)[0]
+    ``decode_threads``: ffmpeg's (0 = its default). An audio-only file: status ``no_video``.
+
+    With ``sink`` the datasets go to it block by block (about ``batch_size`` frames: the memory
+    of a clip of any length is that of one block) and ``data`` stays empty."""
+    if sink is None:
+        return track_clip(path, detector, settings, decode_threads=decode_threads)[0]
+    k = settings.keyframe_every
+    window = 2 * (max(k, settings.batch_size // k * k) + k)  # longer than any chunk of _ClipRun.run
+    blocks = _Blocks(sink, settings.crop_size, window)
+    clip = track_clip(
+        path, detector, settings, on_chunk=blocks, window=window, decode_threads=decode_threads
+    )[0]
+    blocks.finish(int(clip.stats["frames"]))
+    return ClipFaces({}, {**clip.stats, "faces": blocks.faces}, has_video=clip.has_video)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from avfer.io.schemas import SCHEMAS
 
 CLIPS = "clips"
 STATUSES = ("ok", "no_face", "no_audio", "no_video", "failed")
+#: Target size of one HDF5 chunk of a per-frame dataset (bytes); image rows get one frame a chunk.
+CHUNK_BYTES = 1 << 18
 
 
 class CacheError(AvferError, RuntimeError):
@@ -98,17 +101,88 @@ def write_clip(
     for name, arr in data.items():
         arr = np.asarray(arr)
         big = arr.ndim > 0 and arr.size > 1024 and arr.dtype != object
-        g.create_dataset(name, data=arr, compression=compression if big else None)
+        chunks = frame_chunks(arr.shape, arr.dtype) if big else None
+        g.create_dataset(name, data=arr, chunks=chunks, compression=compression if big else None)
     return g
 
 
-def open_cache(path: str | os.PathLike[str], kind: str) -> h5py.File:
-    """Open a cache read-only after checking its kind and schema version."""
+def frame_chunks(shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
+    """HDF5 chunk shape of a per-frame dataset ``[T, ...]``: one frame per chunk for images
+    (``ndim >= 3``: a random frame read decompresses that frame only), else about
+    :data:`CHUNK_BYTES` of consecutive rows."""
+    tail = tuple(int(x) for x in shape[1:])
+    if len(shape) >= 4:
+        return (1, *tail)
+    row = max(1, int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    return (max(1, min(max(int(shape[0]), 1), CHUNK_BYTES // row)), *tail)
+
+
+class ClipWriter:
+    """One clip group written frame block by frame block into resizable datasets, so a clip of
+    any length needs the memory of one block only. :meth:`append` adds rows to every per-frame
+    dataset; :meth:`close` sets the status (checked against the schema). A clip that fails part
+    way is removed with :meth:`discard` (then written as ``failed`` by the caller)."""
+
+    def __init__(
+        self,
+        f: h5py.File,
+        clip_id: str,
+        layout: Mapping[str, tuple[tuple[int, ...], Any]],
+        *,
+        split: str,
+        label: str = "",
+        compression: str | None = "lzf",
+    ) -> None:
+        self.f, self.clip_id, self.n = f, clip_id, 0
+        self.group = f[CLIPS].create_group(clip_id)
+        self.group.attrs.update({"split": split, "label": label, "status": "failed", "error": "incomplete"})
+        for name, (tail, dtype) in layout.items():
+            shape = (0, *tail)
+            self.group.create_dataset(
+                name,
+                shape=shape,
+                maxshape=(None, *tail),
+                dtype=dtype,
+                chunks=frame_chunks((CHUNK_BYTES, *tail), dtype),
+                compression=compression,
+            )
+
+    def append(self, rows: Mapping[str, np.ndarray]) -> None:
+        """Append the same number of rows to every dataset of the layout."""
+        sizes = {len(np.asarray(v)) for v in rows.values()}
+        if len(sizes) != 1 or set(rows) != set(self.group):
+            raise ValueError(f"clip {self.clip_id}: append needs equal-length rows of {sorted(self.group)}")
+        k = sizes.pop()
+        for name, arr in rows.items():
+            ds = self.group[name]
+            ds.resize(self.n + k, axis=0)
+            ds[self.n : self.n + k] = arr
+        self.n += k
+
+    def close(self, status: str, error: str = "", **attrs: Any) -> h5py.Group:
+        """Finish the clip: its status, error and extra attributes."""
+        if status not in STATUSES:
+            raise ValueError(f"clip {self.clip_id}: status {status!r} not in {STATUSES}")
+        kind = str(self.f.attrs["avfer_kind"])
+        missing = [d for d in SCHEMAS[kind].datasets if d not in self.group]
+        if missing:
+            raise CacheError(f"clip {self.clip_id}: {kind} cache needs datasets {missing}")
+        self.group.attrs.update({"status": status, "error": error, **attrs})
+        return self.group
+
+    def discard(self) -> None:
+        """Remove the half-written clip group."""
+        del self.f[CLIPS][self.clip_id]
+
+
+def open_cache(path: str | os.PathLike[str], kind: str, **options: Any) -> h5py.File:
+    """Open a cache read-only after checking its kind and schema version (``options`` go to
+    ``h5py.File``, e.g. ``rdcc_nbytes``: the chunk cache of each open dataset)."""
     p = Path(path)
     if not p.exists():
         raise CacheError(f"{p}: cache file does not exist")
     try:
-        f = h5py.File(p, "r")
+        f = h5py.File(p, "r", **options)
     except OSError as exc:
         raise CacheError(f"{p}: not a readable HDF5 file ({exc})") from exc
     found_kind = f.attrs.get("avfer_kind")
@@ -160,3 +234,40 @@ def iter_clips(
         with open_cache(path, kind) as f:
             for clip_id in f[CLIPS]:
                 yield read_clip(f, clip_id, wanted)
+
+
+class ReaderCache:
+    """At most ``max_open`` cache files open for reading at a time (least recently used closed
+    first), reopened in a forked process (a ``DataLoader`` worker never shares a parent's
+    HDF5 handle). Readers of many shards keep one handle per file instead of one per read."""
+
+    def __init__(self, kind: str, max_open: int = 8) -> None:
+        self.kind, self.max_open = kind, max(1, int(max_open))
+        self._files: OrderedDict[str, h5py.File] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __call__(self, path: str | os.PathLike[str]) -> h5py.File:
+        """The open file ``path`` (checked like :func:`open_cache` when first opened)."""
+        if self._pid != os.getpid():
+            self._files.clear()  # the parent's handles: never used (nor closed) in a child
+            self._pid = os.getpid()
+        key = str(path)
+        f = self._files.get(key)
+        if f is not None and f.id.valid:
+            self._files.move_to_end(key)
+            return f
+        while len(self._files) >= self.max_open:
+            _, old = self._files.popitem(last=False)
+            old.close()
+        # a small chunk cache per dataset: readers keep many datasets open (the 1 MiB default
+        # times thousands of clips is gigabytes); per-frame chunks need no more than a frame
+        f = self._files[key] = open_cache(key, self.kind, rdcc_nbytes=CHUNK_BYTES)
+        return f
+
+    def close(self) -> None:
+        """Close every open file."""
+        while self._files:
+            self._files.popitem()[1].close()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled into spawned workers without handles
+        return {"kind": self.kind, "max_open": self.max_open, "_files": OrderedDict(), "_pid": -1}

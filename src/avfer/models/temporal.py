@@ -201,35 +201,76 @@ class WindowedClassifier(nn.Module):
         """Logits (batch, classes) of (windows of) clips given a :class:`SequenceBatch`."""
         raise NotImplementedError
 
-    def forward(self, **batch: Tensor) -> Tensor:
+    def forward(
+        self, window_clip: Tensor | None = None, window_valid: Tensor | None = None, **batch: Tensor
+    ) -> Tensor:
         """Clip logits (batch, classes) from a :class:`SequenceBatch` with per-frame inputs
         (batch, seq_len, dim); clips with no valid frame get all-zero logits.
 
         A clip's windows are those that start before its last valid frame is covered (so the
-        result does not depend on how much the batch pads it) and hold a valid frame.
+        result does not depend on how much the batch pads it) and hold a valid frame. Windows
+        cut beforehand (by the dataset, :func:`clip_windows`: one row per window) come with
+        ``window_clip`` (windows,) the clip of each window and ``window_valid`` (windows,).
         """
+        if window_clip is not None and window_valid is not None:
+            logits = self.classify(**batch)  # (windows, classes)
+            n_clips = int(window_clip.max()) + 1 if len(window_clip) else 0
+            w = window_valid.to(logits.dtype)[:, None]
+            sums = logits.new_zeros((n_clips, logits.shape[1])).index_add_(0, window_clip, logits * w)
+            counts = logits.new_zeros((n_clips, 1)).index_add_(0, window_clip, w).clamp(min=1)
+            return sums / counts
         frame_valid = torch.stack([batch[k] for k in self.mask_keys]).any(dim=0)  # (batch, seq_len)
         size, seq_len = frame_valid.shape
         n = 1
         if self.window is not None and seq_len > self.window:
             stride = self.stride or self.window
-            n = n_windows(seq_len, self.window, stride)
+            n, valid = window_validity(frame_valid, self.window, stride)
             batch = {
                 k: make_windows(v, self.window, stride)[0]
                 if k in self.frame_keys
                 else v.repeat_interleave(n, dim=0)
                 for k, v in batch.items()
             }
-            positions = torch.arange(seq_len, device=frame_valid.device) + 1
-            length = (frame_valid * positions).amax(dim=1)  # last valid frame + 1 (0 if none)
-            starts = torch.arange(n, device=frame_valid.device) * stride
-            needed = (starts == 0)[None, :] | (starts[None, :] - stride + self.window < length[:, None])
-            has_frame = make_windows(frame_valid, self.window, stride)[0].any(dim=1).view(size, n)
-            valid = needed & has_frame
         else:
             valid = frame_valid.any(dim=1, keepdim=True)
         logits = self.classify(**batch)
         return aggregate_windows(logits.view(size, n, -1), valid)
+
+
+def window_validity(frame_valid: Tensor, window: int, stride: int) -> tuple[int, Tensor]:
+    """``(n_windows, valid (batch, n_windows))`` of sequences ``frame_valid`` (batch, seq_len)
+    cut by :func:`make_windows`: a window counts when it starts before the sequence's last valid
+    frame is covered by the previous one (the first always) and holds a valid frame."""
+    size, seq_len = frame_valid.shape
+    n = n_windows(seq_len, window, stride)
+    positions = torch.arange(seq_len, device=frame_valid.device) + 1
+    length = (frame_valid * positions).amax(dim=1)  # last valid frame + 1 (0 if none)
+    starts = torch.arange(n, device=frame_valid.device) * stride
+    needed = (starts == 0)[None, :] | (starts[None, :] - stride + window < length[:, None])
+    if n == 1:
+        return 1, needed & frame_valid.any(dim=1, keepdim=True)
+    has_frame = make_windows(frame_valid, window, stride)[0].any(dim=1).view(size, n)
+    return n, needed & has_frame
+
+
+def clip_windows(
+    inputs: dict[str, Tensor],
+    frame_keys: tuple[str, ...],
+    mask_keys: tuple[str, ...],
+    window: int,
+    stride: int,
+) -> tuple[dict[str, Tensor], Tensor]:
+    """The windows of one clip (its per-frame inputs (seq_len, ...), clip inputs any shape):
+    ``(windows, valid)``, per-frame inputs (n, window, ...) (a clip not longer than ``window``:
+    (1, seq_len, ...)), clip inputs repeated (n, ...); ``valid`` (n,) bool. The same windows and
+    validity as :meth:`WindowedClassifier.forward` gives the clip in any padded batch."""
+    frame_valid = torch.stack([inputs[k] for k in mask_keys]).any(dim=0)[None]  # (1, seq_len)
+    n, valid = window_validity(frame_valid, window, stride)
+    out = {
+        k: (make_windows(v[None], window, stride)[0] if k in frame_keys else v[None].repeat_interleave(n, 0))
+        for k, v in inputs.items()
+    }
+    return out, valid[0]
 
 
 class TemporalClassifier(WindowedClassifier):

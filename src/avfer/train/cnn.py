@@ -1,7 +1,7 @@
 """Visual CNN training: static pre-training and fine-tuning on the clip faces of the face cache.
 
 Both use the shared :func:`avfer.train.fit` (early stopping on validation, a resumable
-checkpoint after every epoch, AMP on CUDA) with the fast in-memory data path of
+checkpoint after every epoch, AMP on CUDA) with the fast lazy face-frame data path of
 :mod:`avfer.data.frames`. ``cnn`` and ``pretrain`` are the config sections of the same names.
 The resume checkpoint is named after a hash of the config and the input files, so a changed
 config or re-made input never resumes a stale run; it is removed once the model is written.
@@ -290,7 +290,7 @@ def finetune(
         pin_memory=device.type == "cuda",
     )
     sub = even_subsample(val.clip, cnn["val_frames_per_clip"])
-    val_loader = batch_loader(val.images[sub], val.targets[sub], batch_size=cnn["eval_batch_size"])
+    val_loader = batch_loader(val.images.take(sub), val.targets[sub], batch_size=cnn["eval_batch_size"])
     clip_targets = np.array([EMOTIONS.index(x) for x in val.clips["label"]])
     per_epoch = train_loader.sampler._epoch_size()
     log.info(

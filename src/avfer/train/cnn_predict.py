@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avfer.data.frames import FrameStore, batch_loader
-from avfer.io.hdf5 import CLIPS, h5_writer, open_cache, write_clip
+from avfer.data.frames import FrameStore, LazyFrames, batch_loader
+from avfer.io.hdf5 import CLIPS, ClipWriter, h5_writer, open_cache, write_clip
 from avfer.io.hdf5 import config_hash as hash_of
 from avfer.metrics import log_prior_logits, predictions_frame
 from avfer.models.face import FaceModel, load_face_model
@@ -110,7 +110,7 @@ def predict_clips(
 
 
 @torch.no_grad()
-def frame_features(model: FaceModel, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def frame_features(model: FaceModel, images: np.ndarray | LazyFrames, batch_size: int = 256) -> np.ndarray:
     """Penultimate features ``[F, D]`` float32 of uint8 face images (eval mode)."""
     model.eval()
     dev = _device(model)
@@ -131,7 +131,9 @@ def extract_features(
     threads: int | None = None,
     config_hash: str = "",
 ) -> dict[str, int]:
-    """Write the feature cache of one face-cache shard (see the module docstring).
+    """Write the feature cache of one face-cache shard (see the module docstring), clip by
+    clip and, within a clip, :data:`BLOCK_FRAMES` grid frames at a time (memory does not grow
+    with the shard or the clip).
 
     Every clip of the face cache gets a group with its split, label, status and error. A clip
     whose face cache group has no ``has_face`` (status ``failed``) gets no datasets.
@@ -141,7 +143,6 @@ def extract_features(
     model, _ = load_face_model(model_path, resolve_device(device))
     size, chans = model.spec["input_size"], model.spec["in_chans"]
     store = FrameStore.from_caches([faces_path], size=size, chans=chans)
-    feats = frame_features(model, store.images, batch_size)
     with open_cache(faces_path, "faces") as src:
         fps = float(src.attrs.get("fps", 25.0))
         errors = {cid: str(g.attrs.get("error", "")) for cid, g in src[CLIPS].items()}
@@ -156,23 +157,72 @@ def extract_features(
         model=str(model_path),
         faces=str(faces_path),
     ) as f:
-        _write_clips(f, store, feats, errors)
-    counts = {"clips": len(store.clips), "frames": int(store.clips["n_frames"].sum()), "faces": len(feats)}
+        _write_clips(f, model, store, errors, batch_size)
+    store.images.reader.close()
+    counts = {
+        "clips": len(store.clips),
+        "frames": int(store.clips["n_frames"].sum()),
+        "faces": len(store.images),
+    }
     log.info("%s: %s, feature_dim %d", out_path, counts, model.feature_dim)
     return counts
 
 
-def _write_clips(f: h5py.File, store: FrameStore, feats: np.ndarray, errors: dict[str, str]) -> None:
+#: Face frames whose features are computed at a time (of several short clips, or a block of a long one).
+BLOCK_FRAMES = 1024
+
+
+def _write_clips(
+    f: h5py.File, model: FaceModel, store: FrameStore, errors: dict[str, str], batch_size: int
+) -> None:
+    """Clips in order; the face frames of consecutive clips go through the model together in
+    blocks of at most :data:`BLOCK_FRAMES` grid frames (a longer clip is cut into such blocks)."""
     order = np.argsort(store.clip, kind="stable")
     starts = np.searchsorted(store.clip[order], np.arange(len(store.clips) + 1))
-    for i, rec in enumerate(store.clips.itertuples(index=False)):
-        rows = order[starts[i] : starts[i + 1]]
-        attrs = {"split": rec.split, "label": rec.label, "status": rec.status, "error": errors[rec.clip_id]}
-        if rec.n_frames == 0 and rec.status == "failed":
-            write_clip(f, rec.clip_id, {}, **attrs)
-            continue
-        x = np.zeros((rec.n_frames, feats.shape[1]), np.float32)
-        mask = np.zeros(rec.n_frames, bool)
-        x[store.t[rows]] = feats[rows]
-        mask[store.t[rows]] = True
-        write_clip(f, rec.clip_id, {"features": x, "mask": mask}, **attrs)
+    layout = {"features": ((model.feature_dim,), np.float32), "mask": ((), bool)}
+    clips = list(store.clips.itertuples(index=False))
+    # pieces: (clip index, first grid frame, end grid frame, face rows of the store inside)
+    pieces: list[tuple[int, int, int, np.ndarray]] = []
+    for i, rec in enumerate(clips):
+        rows = order[starts[i] : starts[i + 1]]  # the clip's face frames, in grid order
+        t = store.t[rows]
+        for begin in range(0, rec.n_frames, BLOCK_FRAMES):
+            end = min(begin + BLOCK_FRAMES, rec.n_frames)
+            pieces.append((i, begin, end, rows[(t >= begin) & (t < end)]))
+    writers: dict[int, ClipWriter] = {}
+    block: list[tuple[int, int, int, np.ndarray]] = []
+
+    def flush() -> None:
+        rows = np.concatenate([p[3] for p in block])
+        feats = frame_features(model, store.images.take(rows), batch_size) if len(rows) else None
+        at = 0
+        for i, begin, end, inside in block:
+            rec = clips[i]
+            if i not in writers:
+                writers[i] = ClipWriter(f, rec.clip_id, layout, split=rec.split, label=rec.label)
+            x = np.zeros((end - begin, model.feature_dim), np.float32)
+            mask = np.zeros(end - begin, bool)
+            if len(inside):
+                x[store.t[inside] - begin] = feats[at : at + len(inside)]
+                mask[store.t[inside] - begin] = True
+                at += len(inside)
+            writers[i].append({"features": x, "mask": mask})
+            if end == rec.n_frames:
+                writers.pop(i).close(rec.status, errors[rec.clip_id])
+        block.clear()
+
+    size = 0
+    for piece in pieces:
+        if size + piece[2] - piece[1] > BLOCK_FRAMES and block:
+            flush()
+            size = 0
+        block.append(piece)
+        size += piece[2] - piece[1]
+    if block:
+        flush()
+    for rec in clips:  # clips without grid frames: failed (no datasets) or an empty grid
+        if rec.n_frames == 0:
+            attrs = {"split": rec.split, "label": rec.label, "status": rec.status}
+            attrs["error"] = errors[rec.clip_id]
+            empty = {"features": np.zeros((0, model.feature_dim), np.float32), "mask": np.zeros(0, bool)}
+            write_clip(f, rec.clip_id, {} if rec.status == "failed" else empty, **attrs)

@@ -21,18 +21,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from avfer.config import result_settings
+from avfer.data.batching import LengthBatchSampler
+from avfer.data.clip_source import ClipSource
 from avfer.data.sequences import (
     SequenceDataset,
     Standardizer,
+    Windows,
     collate_sequences,
     fit_standardizers,
-    load_clips,
-    standardize,
-    visible,
 )
 from avfer.datasets.splits import Assignment, selection_split
 from avfer.errors import AvferError
 from avfer.io.atomic import atomic_path
+from avfer.labels import NUM_CLASSES
 from avfer.metrics import (
     compute_metrics,
     evaluate_predictions,
@@ -43,7 +44,7 @@ from avfer.metrics import (
 from avfer.metrics import write_predictions as write_predictions_csv
 from avfer.models.fusion import load_encoder
 from avfer.models.specs import build_model, parse_model_name
-from avfer.models.temporal import parse_head
+from avfer.models.temporal import WindowedClassifier, parse_head
 from avfer.train.common import (
     build_scheduler,
     class_weights,
@@ -105,6 +106,14 @@ def _encoder_args(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     return args
 
 
+def _windows(model: nn.Module) -> Windows | None:
+    """How the dataset cuts clips for ``model`` (``None``: whole clips)."""
+    if not isinstance(model, WindowedClassifier) or model.window is None:
+        return None
+    stride = model.stride or model.window
+    return Windows(model.window, stride, tuple(model.frame_keys), tuple(model.mask_keys))
+
+
 def train_sequence_model(
     name: str,
     *,
@@ -131,10 +140,10 @@ def train_sequence_model(
     """
     torch.set_num_threads(max(1, int(threads)))
     parsed = parse_model_name(name)
-    clips = load_clips(feature_paths, audio_paths, keys=parsed.inputs, assignment=assignment)
-    norms = fit_standardizers(clips)
-    standardize(clips, norms)
-    dims = {k: int(np.atleast_2d(clips[0].arrays[k]).shape[-1]) for k in norms}
+    clips = ClipSource(feature_paths, audio_paths, keys=parsed.inputs, assignment=assignment)
+    refs = clips.refs
+    norms = fit_standardizers(clips[i] for i, r in enumerate(refs) if r.split == "train")
+    dims = {k: clips.dims[k] for k in norms}
     args = dict(model_args)
     pre = {k: torch.load(p, map_location="cpu", weights_only=True) for k, p in (pretrained or {}).items()}
     for key, ckpt in pre.items():
@@ -146,42 +155,43 @@ def train_sequence_model(
         load_encoder(getattr(model, f"{key}_encoder"), ckpt["state_dict"])
         log.info("%s encoder initialised from %s", key, ckpt["spec"]["name"])
 
-    select_on = selection_split([c.split for c in clips])
-    train_clips = [c for c in clips if c.split == "train" and c.label]
-    val_clips = [c for c in clips if c.split == select_on and c.label]
-    if not train_clips or not val_clips:
+    select_on = selection_split([r.split for r in refs])
+    train_idx = [i for i, r in enumerate(refs) if r.split == "train" and r.label]
+    val_idx = [i for i, r in enumerate(refs) if r.split == select_on and r.label]
+    if not train_idx or not val_idx:
         raise AvferError(f"{name}: needs labelled train and {select_on} clips in the caches")
     batch_size = int(train["batch_size"])
-    train_loader = DataLoader(
-        SequenceDataset(train_clips),
-        batch_size=batch_size,
-        shuffle=True,
-        collate_fn=collate_sequences,
-        generator=torch.Generator(),
-    )
+    windows = _windows(model)
 
-    def loader(cs: Sequence[Any]) -> DataLoader:
-        return DataLoader(SequenceDataset(cs), batch_size=batch_size, collate_fn=collate_sequences)
+    def loader(idx: Sequence[int], shuffle: bool = False) -> DataLoader:
+        lengths = [refs[i].length for i in idx]
+        return DataLoader(
+            SequenceDataset(clips, idx, norms=norms, windows=windows),
+            batch_sampler=LengthBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed),
+            collate_fn=collate_sequences,
+        )
 
+    train_loader = loader(train_idx, shuffle=True)
     metric = train["score"]
 
     def score(logits: np.ndarray, targets: np.ndarray) -> float:
         return compute_metrics(targets, logits.argmax(axis=1))[metric]
 
-    weight = class_weights([c.target for c in train_clips], train["balanced_loss"])
+    train_targets = [refs[i].target for i in train_idx]
+    weight = class_weights(train_targets, train["balanced_loss"])
     freeze_first(model, train.get("freeze_first", 0))
     optimizer = make_optimizer(model, train)
     schedule = build_scheduler(optimizer, train, len(train_loader))
     resume = None
     if resume_dir is not None:
         inputs = file_stamps([*feature_paths, *audio_paths, *(pretrained or {}).values()])
-        protocol = sorted((c.clip_id, c.split, c.label) for c in clips)
+        protocol = sorted((r.clip_id, r.split, r.label) for r in refs)
         resume = resume_path(resume_dir, spec, result_settings(train), seed, inputs, protocol)
     device = resolve_device(train.get("device", "auto"))
     result = fit(
         model,
         train_loader,
-        loader(val_clips),
+        loader(val_idx),
         criterion=nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None),
         optimizer=optimizer,
         score=score,
@@ -197,22 +207,25 @@ def train_sequence_model(
         checkpoint=resume,
     )
     model.load_state_dict(result.best_state)
-    logits, _ = predict(model, loader(clips), device)
+    every = list(range(len(refs)))
+    every_loader = loader(every)
+    logits = np.empty((len(refs), NUM_CLASSES), np.float32)
+    logits[every_loader.batch_sampler.order()] = predict(model, every_loader, device)[0]
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
-    unseen = np.array([not visible(c) for c in clips], dtype=bool)
-    prior = train_prior([c.target for c in train_clips])
+    unseen = np.array([not clips.visible(i) for i in every], dtype=bool)
+    prior = train_prior(train_targets)
     probs[unseen] = prior
     logits = logits.astype(np.float64)
     logits[unseen] = log_prior_logits(prior)
     blind = "no_face" if "video_mask" in parsed.inputs else "no_audio"  # a cache said ok, yet no input
     status = [
-        ("ok" if not u else blind if c.status == "ok" else c.status)
-        for c, u in zip(clips, unseen, strict=True)
+        ("ok" if not u else blind if r.status == "ok" else r.status)
+        for r, u in zip(refs, unseen, strict=True)
     ]
     df = predictions_frame(
-        [c.clip_id for c in clips],
-        [c.split for c in clips],
-        [c.label for c in clips],
+        [r.clip_id for r in refs],
+        [r.split for r in refs],
+        [r.label for r in refs],
         probs,
         status,
         logits,
@@ -243,6 +256,7 @@ def train_sequence_model(
         )
     write_predictions_csv(out_predictions, df)
     write_metrics(out_metrics, metrics)
+    clips.close()
     if resume is not None and resume.exists():
         resume.unlink()
     return metrics
