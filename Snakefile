@@ -54,6 +54,7 @@ localrules:
     summarize_audio,
     summarize_models,
     summarize_cv,
+    export_bundle,
 
 
 rule all:

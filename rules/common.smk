@@ -392,7 +392,10 @@ def static_targets() -> list[str]:
     return [f"{R}/static/evaluation.json"] if STATIC_EVAL else []
 
 
-def scaled_mem(mb: int):
-    """A rule's mem_mb that grows with the attempt: ``mb`` on the first, 2x on the first retry,
-    ... (a job killed for memory on a cluster is resubmitted asking for more; `retries`)."""
+def scaled_mem(mb: "int | Callable[[Any], int]"):
+    """A rule's mem_mb that grows with the attempt: ``mb`` (or ``mb(wildcards)``) on the first,
+    2x on the first retry, ... (a job killed for memory on a cluster is resubmitted asking for
+    more; `retries`)."""
+    if callable(mb):
+        return lambda wildcards, attempt: int(mb(wildcards)) * attempt
     return lambda wildcards, attempt: int(mb) * attempt

@@ -24,7 +24,7 @@ rule finetune_cnn_seeded:
         "{run}/benchmarks/finetune_cnn/{backbone}@seed{seed}.tsv"
     threads: config["cnn"]["resources"]["threads"]
     resources:
-        mem_mb=config["cnn"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["cnn"]["resources"]["mem_mb"]),
         runtime=config["cnn"]["resources"]["runtime"],
         gpu=config["cnn"]["resources"]["gpu"],
     conda:
@@ -55,7 +55,7 @@ rule train_sequence_seeded:
         "{run}/benchmarks/train_sequence_seeded/{model}@seed{seed}.tsv"
     threads: lambda wildcards: config[seeded_section(wildcards)]["resources"]["threads"]
     resources:
-        mem_mb=lambda wildcards: config[seeded_section(wildcards)]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(lambda wildcards: config[seeded_section(wildcards)]["resources"]["mem_mb"]),
         runtime=lambda wildcards: config[seeded_section(wildcards)]["resources"]["runtime"],
         gpu=lambda wildcards: config[seeded_section(wildcards)]["resources"]["gpu"],
     conda:

@@ -14,7 +14,7 @@ rule evaluate_static:
         f"{R}/benchmarks/evaluate_static.tsv"
     threads: config["pretrain"]["resources"]["threads"]
     resources:
-        mem_mb=config["pretrain"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["pretrain"]["resources"]["mem_mb"]),
         runtime=config["pretrain"]["resources"]["runtime"],
         gpu=config["pretrain"]["resources"]["gpu"],
     conda:

@@ -29,7 +29,7 @@ rule train_video_model:
         "{run}/benchmarks/train_video_model/{video_model}.tsv"
     threads: config["video_models"]["resources"]["threads"]
     resources:
-        mem_mb=config["video_models"]["resources"]["mem_mb"],
+        mem_mb=scaled_mem(config["video_models"]["resources"]["mem_mb"]),
         runtime=config["video_models"]["resources"]["runtime"],
         gpu=config["video_models"]["resources"]["gpu"],
     conda:

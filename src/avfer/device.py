@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
@@ -42,4 +43,13 @@ def resolve_device(
             raise AvferError(
                 f"{key} is {str(name)!r} but this machine has {torch.cuda.device_count()} GPU(s)"
             )
+    return device
+
+
+def job_device(smk: Any, name: str, key: str) -> str:
+    """The torch device of a rule's job: the config value ``name`` (of config key ``key``)
+    resolved with the GPUs the job was given (its ``gpu`` resource, see :func:`resolve_device`)."""
+    gpus = int(getattr(smk.resources, "gpu", 0) or 0)
+    device = str(resolve_device(name, key=key, gpus=gpus))
+    log.info("%s: %s -> %s (job resources: %d GPU(s))", key, name, device, gpus)
     return device

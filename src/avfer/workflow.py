@@ -6,9 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from avfer.device import resolve_device
 from avfer.errors import AvferError
 
 log = logging.getLogger("avfer")
@@ -42,12 +40,3 @@ def logged(log_path: str, rule: str) -> Iterator[logging.Logger]:
         root.removeHandler(handler)
         sys.stderr = old_stderr
         fh.close()
-
-
-def job_device(smk: Any, name: str, key: str) -> str:
-    """The torch device of a rule's job: the config value ``name`` (of config key ``key``)
-    resolved with the GPUs the job was given (its ``gpu`` resource, see :func:`resolve_device`)."""
-    gpus = int(getattr(smk.resources, "gpu", 0) or 0)
-    device = str(resolve_device(name, key=key, gpus=gpus))
-    log.info("%s: %s -> %s (job resources: %d GPU(s))", key, name, device, gpus)
-    return device

@@ -2,8 +2,9 @@
 
 import pandas as pd
 
+from avfer.device import job_device
 from avfer.faces import build_face_shard
-from avfer.workflow import job_device, logged
+from avfer.workflow import logged
 
 with logged(snakemake.log[0], "detect_faces") as log:
     rows = pd.DataFrame(snakemake.params.clips)  # the shard's sheet rows

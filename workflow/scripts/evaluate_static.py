@@ -3,6 +3,7 @@ PublicTest / PrivateTest → static/evaluation.json, static/report.txt."""
 
 from pathlib import Path
 
+from avfer.device import job_device
 from avfer.train.static_eval import evaluate_static
 from avfer.workflow import logged
 
@@ -13,7 +14,7 @@ with logged(snakemake.log[0], "evaluate_static") as log:
         snakemake.input.csv,
         out_json=snakemake.output.result,
         out_report=snakemake.output.report,
-        device=snakemake.config["cnn"]["device"],
+        device=job_device(snakemake, snakemake.config["cnn"]["device"], "cnn.device"),
         batch_size=snakemake.config["cnn"]["eval_batch_size"],
     )
     log.info("static evaluation of %s written", ", ".join(models))

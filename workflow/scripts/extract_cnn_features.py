@@ -1,7 +1,8 @@
 """Snakemake script: per-frame penultimate CNN features of one shard → features/<backbone>/<shard>.h5."""
 
+from avfer.device import job_device
 from avfer.train.cnn_predict import extract_features
-from avfer.workflow import job_device, logged
+from avfer.workflow import logged
 
 with logged(snakemake.log[0], "extract_cnn_features") as log:
     counts = extract_features(

@@ -1,8 +1,9 @@
 """Snakemake script: fine-tune a CNN on the clip faces → model.pt, predictions.csv, metrics.json."""
 
 from avfer.datasets.splits import read_splits
+from avfer.device import job_device
 from avfer.train.cnn import finetune
-from avfer.workflow import job_device, logged
+from avfer.workflow import logged
 
 with logged(snakemake.log[0], "finetune_cnn") as log:
     inputs = dict(snakemake.input.items())

@@ -1,7 +1,8 @@
 """Snakemake script: pre-train a CNN backbone on static expression images → model.pt, metrics.json."""
 
+from avfer.device import job_device
 from avfer.train.cnn import pretrain
-from avfer.workflow import job_device, logged
+from avfer.workflow import logged
 
 with logged(snakemake.log[0], "pretrain_cnn") as log:
     cnn = {**snakemake.config["cnn"]}

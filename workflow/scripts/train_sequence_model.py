@@ -2,8 +2,9 @@
 model (temporal head, audio model or early fusion, by its name) → model.pt, predictions, metrics."""
 
 from avfer.datasets.splits import read_splits
+from avfer.device import job_device
 from avfer.train.sequence import model_settings, train_sequence_model
-from avfer.workflow import job_device, logged
+from avfer.workflow import logged
 
 SECTION = {
     "train_temporal": "temporal",

@@ -2,6 +2,7 @@
 predictions.csv, metrics.json, confusion.svg."""
 
 from avfer.datasets.splits import read_splits
+from avfer.device import job_device
 from avfer.train.video import train_video_model
 from avfer.workflow import logged
 
@@ -18,7 +19,7 @@ with logged(snakemake.log[0], "train_video_model") as log:
         confusion_path=snakemake.output.confusion,
         seed=snakemake.params.seed,
         threads=snakemake.threads,
-        device=section["device"],
+        device=job_device(snakemake, section["device"], "video_models.device"),
         eval_batch_size=section["eval_batch_size"],
         assignment=read_splits(snakemake.input.splits),
     )
