@@ -31,7 +31,8 @@ def _faces(n: int = 4, size: int = 64) -> torch.Tensor:
 
 def test_shipped_bundle_is_the_fer_model_on_its_crops(fer_keras_model):
     b = shipped_bundle(fer_keras_model)
-    assert b.crop == FaceCrop("box_square", size=64, margin=0.0, pad=10.0)
+    # fer's geometry: its Haar box (MTCNN's squared box mapped onto it, bench/box_calibration.py)
+    assert b.crop == FaceCrop("box_square", size=64, margin=0.0, pad=10.0, box_scale=0.91, box_shift=-0.027)
     fm = b.spec["face_model"]
     assert (fm["input_size"], fm["in_chans"], fm["normalization"]) == (64, 1, "symmetric")
     assert (

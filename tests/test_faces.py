@@ -238,6 +238,10 @@ def test_square_box_crop_geometry():
     assert small.shape == (50, 50, 3) and small.dtype == np.uint8
     np.testing.assert_allclose(small.mean(), frame[40:140, 80:180].mean(), atol=3)
     assert square_box_crop(frame, np.float32([400, 400, 420, 420]), 64, pad=10) is None  # beyond the border
+    # another detector's box: the square (x 90, y 50, side 80; centre 130, 90) scaled by 0.75
+    # (side 60) and moved up by 0.125 sides (10 px: centre 130, 80) -> x 100, y 50, then pad
+    moved = square_box_crop(frame, box, 80, pad=10, scale=0.75, shift=-0.125)
+    np.testing.assert_array_equal(moved, frame[40:120, 90:170])
     with pytest.raises(ValueError, match="crop mode"):
         FaceCrop("ellipse")
 

@@ -52,6 +52,10 @@ GPU_RULES = {
     "train_temporal",
     "train_audio_model",
     "train_early_fusion",
+    "train_video_model",
+    "finetune_cnn_seeded",
+    "train_sequence_seeded",
+    "evaluate_static",
 }
 GROUPS = {"faces", "audio", "cnn_features"}
 LOCAL_RULES = {
@@ -236,26 +240,31 @@ def _test_profile(dest: Path) -> Path:
     return dest
 
 
-def _sbatch_wrapper(bin_dir: Path, calls: Path) -> Path:
-    """An ``sbatch`` first on PATH that appends its arguments (one call a line) to ``calls``
-    and runs the real sbatch without the GPU requests (``--gpus=...``, ``--gres=gpu...``)."""
-    real = shutil.which("sbatch")
-    assert real, "sbatch not found"
+def _sbatch_wrapper(bin_dir: Path, calls: Path, path: str) -> Path:
+    """``sbatch`` and ``srun`` first on PATH (sbatch exports PATH to the job, whose step the
+    jobstep plugin launches with ``srun --gpus=...``) that append their arguments (one call a
+    line, the tool's name first) to ``calls`` and run the real tool without the GPU requests
+    (``--gpus=...``, ``--gres=gpu...``; the first on ``path``): the test cluster has no GPU."""
     bin_dir.mkdir(parents=True)
-    wrapper = bin_dir / "sbatch"
-    wrapper.write_text(
-        "#!/usr/bin/env bash\n"
-        f'printf "%s\\x1f" "$@" >> "{calls}"; echo >> "{calls}"\n'
-        "args=()\n"
-        'for a in "$@"; do case "$a" in --gpus=*|--gres=gpu*) ;; *) args+=("$a");; esac; done\n'
-        f'exec "{real}" "${{args[@]}}"\n'
-    )
-    wrapper.chmod(0o755)
+    for tool in ("sbatch", "srun"):
+        real = shutil.which(tool, path=path)
+        assert real, f"{tool} not found"
+        wrapper = bin_dir / tool
+        wrapper.write_text(
+            "#!/usr/bin/env bash\n"
+            f'printf "%s\\x1f" {tool} "$@" >> "{calls}"; echo >> "{calls}"\n'
+            "args=()\n"
+            'for a in "$@"; do case "$a" in --gpus=*|--gres=gpu*) ;; *) args+=("$a");; esac; done\n'
+            f'exec "{real}" "${{args[@]}}"\n'
+        )
+        wrapper.chmod(0o755)
     return bin_dir
 
 
-def _sbatch_calls(calls: Path) -> list[list[str]]:
-    return [line.rstrip("\x1f").split("\x1f") for line in calls.read_text().splitlines() if line]
+def _sbatch_calls(calls: Path, tool: str = "sbatch") -> list[list[str]]:
+    """The recorded calls of ``tool`` (their arguments)."""
+    lines = [line.rstrip("\x1f").split("\x1f") for line in calls.read_text().splitlines() if line]
+    return [args[1:] for args in lines if args[0] == tool]
 
 
 # Wall-clock measurements that outputs record (audio summary, late-fusion report): they differ
@@ -353,7 +362,8 @@ def test_slurm_run_matches_local_run(slurm_cluster: SlurmCluster, tmp_path: Path
 
     calls = tmp_path / "sbatch_calls.txt"
     env = dict(slurm_cluster.env)
-    env["PATH"] = f"{_sbatch_wrapper(tmp_path / 'bin', calls)}:{env.get('PATH', os.environ['PATH'])}"
+    path = env.get("PATH", os.environ["PATH"])
+    env["PATH"] = f"{_sbatch_wrapper(tmp_path / 'bin', calls, path)}:{path}"
     t0 = time.monotonic()
     rc, out = _snakemake(
         tmp_path / "slurm",
@@ -410,6 +420,8 @@ def test_slurm_run_matches_local_run(slurm_cluster: SlurmCluster, tmp_path: Path
         comment = next((a for a in args if a.startswith("--comment")), " ".join(args))
         gpu_job = any(rule in comment for rule in GPU_RULES)
         assert ("--gpus=1" in args) == gpu_job, args
+    # ... and the job steps (srun inside each job) asked for them too
+    assert any("--gpus=1" in args for args in _sbatch_calls(calls, "srun")), "no GPU job step"
     assert {g for g in GROUPS if re.search(rf"group job {g}\b", out)} == GROUPS, out[-3000:]
     assert local_only >= LOCAL_RULES and not LOCAL_RULES & remote_rules, (local_only, remote_rules)
 

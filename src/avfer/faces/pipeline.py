@@ -229,7 +229,10 @@ class _ClipRun:
         if self.crop.mode == "box_square":
             pad = self.crop.pad / self.dec.to_display[0]  # display pixels -> frame pixels
             for i in rows:
-                face = square_box_crop(g.frame(i), box[i] * np.float32([sx, sy, sx, sy]), self.crop.size, pad)
+                face = square_box_crop(
+                    g.frame(i), box[i] * np.float32([sx, sy, sx, sy]), self.crop.size, pad,
+                    scale=self.crop.box_scale, shift=self.crop.box_shift,
+                )  # fmt: skip
                 if face is None:
                     has[i] = False
                 else:

@@ -228,7 +228,10 @@ class Predictor:
         lms = det.landmarks[order] * np.float32([sx, sy])
         crop = self.bundle.crop
         if crop.mode == "box_square":
-            crops = [square_box_crop(image, b, crop.size, crop.pad) for b in boxes]
+            crops = [
+                square_box_crop(image, b, crop.size, crop.pad, scale=crop.box_scale, shift=crop.box_shift)
+                for b in boxes
+            ]
             ok = np.array([c is not None for c in crops], bool)
             faces_arr = np.stack([c for c in crops if c is not None]) if ok.any() else None
         else:

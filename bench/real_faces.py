@@ -1,0 +1,109 @@
+"""Video-level accuracy of the shipped FER2013 model per crop geometry, beside the ``fer`` package.
+
+Give it your own labelled clips (a CSV with ``path`` and ``label`` columns, paths relative to
+the CSV; an optional ``source`` column splits the table, e.g. posed vs film). Each clip is run
+through :class:`avfer.predict.Predictor` with the shipped mini-Xception and one crop geometry at
+a time; the clip label is the mean of the main face's frame probabilities (the bundle's
+aggregate). The geometries:
+
+- ``shipped``: the default bundle (MTCNN box mapped onto the Haar box, :data:`HAAR_BOX`, 10 px);
+- ``mtcnn box``: the squared MTCNN box itself, 10 px padding;
+- ``template m=0``: the face cache's ArcFace-template alignment, margin 0.
+
+With ``--fer-python`` (a Python with ``fer`` and TensorFlow; they cannot share a process with
+torch) the ``fer`` package's own video analysis (Haar boxes) is scored the same way: the mean of
+the largest face's emotions over the frames. Clips where a method finds no face count as wrong.
+Accuracy on a handful of clips says little: this is for a set large enough to measure.
+
+    python bench/real_faces.py clips.csv [--fer-python /path/to/fer-venv/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from avfer.bundle import Bundle, shipped_bundle
+from avfer.faces import HAAR_BOX
+from avfer.labels import EMOTIONS
+from avfer.predict import Predictor
+
+FER_SCRIPT = """
+import json, sys
+import numpy as np
+from fer.fer import FER
+from fer.classes import Video
+order = ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
+fer = FER(mtcnn=False)
+out = {}
+for path in sys.argv[2:]:
+    try:
+        frames = Video(path, outdir=sys.argv[1]).analyze(
+            fer, display=False, save_frames=False, save_video=False, annotate_frames=False,
+            zip_images=False)
+    except Exception as exc:
+        out[path] = None
+        continue
+    probs = []
+    for faces in frames:
+        if faces:
+            big = max(faces, key=lambda f: f["box"][2] * f["box"][3])
+            probs.append([big["emotions"][e.lower()] for e in order])
+    out[path] = np.mean(probs, axis=0).tolist() if probs else None
+print(json.dumps(out))
+"""
+
+GEOMETRIES = {
+    "shipped": None,
+    "mtcnn box": {"mode": "box_square", "size": 64, "pad": 10.0, "box_scale": 1.0, "box_shift": 0.0},
+    "template m=0": {"mode": "template", "size": 64, "margin": 0.0},
+}
+
+
+def with_crop(bundle: Bundle, crop: dict | None) -> Bundle:
+    """``bundle`` with another crop geometry (``None``: as it is)."""
+    return bundle if crop is None else Bundle({**bundle.spec, "crop": crop}, bundle.face_model)
+
+
+def avfer_labels(paths: list[str], crop: dict | None) -> list[str | None]:
+    predictor = Predictor(with_crop(shipped_bundle(), crop), device="cpu", max_faces=1)
+    return [predictor.video(p).summary["label"] for p in paths]
+
+
+def fer_labels(paths: list[str], python: str) -> list[str | None]:
+    with tempfile.TemporaryDirectory() as tmp:
+        res = subprocess.run(
+            [python, "-c", FER_SCRIPT, tmp, *paths], capture_output=True, text=True, check=True
+        )
+    probs = json.loads(res.stdout.strip().splitlines()[-1])
+    return [EMOTIONS[int(np.argmax(probs[p]))] if probs[p] else None for p in paths]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("clips", type=Path, help="CSV with path, label (and optionally source) columns")
+    ap.add_argument("--fer-python", help="a Python with fer and TensorFlow, for the peer row")
+    args = ap.parse_args()
+    sheet = pd.read_csv(args.clips)
+    paths = [str((args.clips.parent / p).resolve()) for p in sheet["path"]]
+    source = sheet["source"].astype(str) if "source" in sheet else pd.Series("all", index=sheet.index)
+    rows = {name: avfer_labels(paths, crop) for name, crop in GEOMETRIES.items()}
+    if args.fer_python:
+        rows["fer (Haar)"] = fer_labels(paths, args.fer_python)
+    groups = sorted(source.unique())
+    print(f"{'method':<16} {'all':>6} " + " ".join(f"{g[:18]:>18}" for g in groups) + f"   (n={len(sheet)})")
+    for name, labels in rows.items():
+        hit = np.array([lab == truth for lab, truth in zip(labels, sheet["label"], strict=True)])
+        per = [hit[(source == g).to_numpy()].mean() for g in groups]
+        print(f"{name:<16} {hit.mean():>6.3f} " + " ".join(f"{a:>18.3f}" for a in per))
+    print(f"HAAR_BOX = {HAAR_BOX} (bench/box_calibration.py)")
+
+
+if __name__ == "__main__":
+    main()
