@@ -177,3 +177,36 @@ def test_pretrain_resume_matches_uninterrupted(fer_csv, tmp_path):
     b, _ = load_face_model(tmp_path / "cut/model.pt")
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
+
+
+def test_sequence_logits_are_the_mean_frame_logits_and_give_one_loss_per_sequence():
+    torch.manual_seed(0)
+    from avfer.models.face import FaceModel
+
+    model = FaceModel("mini_xception", input_size=48, in_chans=1, augment="none").eval()
+    x = torch.randint(0, 256, (3, 5, 48, 48, 1), dtype=torch.uint8)
+    y = torch.tensor([0, 3, 6])
+    frames = torch.stack([model(x[:, t]) for t in range(5)], dim=1)  # [B, T, 7]
+    mean = frames.mean(1)
+    torch.testing.assert_close(model(x), mean, rtol=1e-5, atol=1e-5)
+    by_hand = (torch.logsumexp(mean, 1) - mean[torch.arange(3), y]).mean()
+    torch.testing.assert_close(torch.nn.functional.cross_entropy(model(x), y), by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_level_finetune_trains_on_sequences(faces, tmp_path, monkeypatch):
+    from avfer.models.face import FaceModel
+
+    shapes = []
+    forward = FaceModel.forward
+    monkeypatch.setattr(
+        FaceModel, "forward", lambda self, x: (shapes.append(tuple(x.shape)), forward(self, x))[1]
+    )
+    cnn, _ = _cfg({"sequence_frames": 6, "train": {"epochs": 2, "batch_size": 4}})
+    metrics = _finetune(faces, tmp_path / "cnn", cnn)
+    train = [s for s in shapes if len(s) == 5]
+    # 20 train clips with a face, 4 sequences a batch, 2 epochs; validation and prediction on frames
+    assert len(train) == 2 * 5 and {s[:2] for s in train} == {(4, 6)}, train
+    assert any(len(s) == 4 for s in shapes)
+    df = read_predictions(tmp_path / "cnn/predictions.csv")
+    assert len(df) == 63 and set(metrics) == {"train", "val"}
+    np.testing.assert_allclose(df[PROB_COLUMNS].sum(axis=1), 1, atol=1e-5)

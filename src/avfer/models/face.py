@@ -58,6 +58,12 @@ class FaceModel(nn.Module):
         self.feature_dim: int = int(self.backbone.feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, 7]`` of frames ``[N, H, W, C]``; of sequences ``[B, T, H, W, C]`` the mean
+        of each sequence's frame logits ``[B, 7]`` (one loss per sequence: sequence-level
+        fine-tuning, ``cnn.sequence_frames``)."""
+        if x.ndim == 5:
+            b, t = x.shape[:2]
+            return self.backbone(self.transform(x.flatten(0, 1))).view(b, t, -1).mean(1)
         return self.backbone(self.transform(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from avfer.config import result_settings
+from avfer.data.clips import clip_loader
 from avfer.data.frames import FrameStore, batch_loader, even_subsample
 from avfer.data.static import load_static
 from avfer.datasets.splits import Assignment, selection_split
@@ -277,33 +278,43 @@ def finetune(
             f"of {len(face_paths)} face cache(s) (did face detection fail everywhere?)"
         )
     model = build_model(backbone, cnn, init)
-    bs, k = hp["batch_size"], cnn["frames_per_clip"]
-    train_loader = batch_loader(
-        train.images,
-        train.targets,
-        train.clip,
-        batch_size=bs,
-        frames_per_clip=k,
-        shuffle=True,
-        drop_last=len(train.images) > bs,
-        seed=seed,
-        pin_memory=device.type == "cuda",
-    )
+    bs, k, seq = hp["batch_size"], cnn["frames_per_clip"], int(cnn.get("sequence_frames") or 0)
+    if seq:  # one T-frame sequence per clip and epoch, one loss per sequence (mean frame logits)
+        seen = np.flatnonzero(train.clips["n_faces"].to_numpy() > 0)
+        train_loader = clip_loader(
+            train, seen, frames=seq, mode="dense", batch_size=bs, train=True, seed=seed,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        epoch_targets = np.array([EMOTIONS.index(x) for x in train.clips["label"].iloc[seen]])
+    else:
+        train_loader = batch_loader(
+            train.images,
+            train.targets,
+            train.clip,
+            batch_size=bs,
+            frames_per_clip=k,
+            shuffle=True,
+            drop_last=len(train.images) > bs,
+            seed=seed,
+            pin_memory=device.type == "cuda",
+        )
+        epoch_targets = _epoch_targets(train, k)
     sub = even_subsample(val.clip, cnn["val_frames_per_clip"])
     val_loader = batch_loader(val.images.take(sub), val.targets[sub], batch_size=cnn["eval_batch_size"])
     clip_targets = np.array([EMOTIONS.index(x) for x in val.clips["label"]])
     per_epoch = train_loader.sampler._epoch_size()
     log.info(
-        "finetune %s: %d train frames of %d clips (%d per epoch), %d %s frames of %d clips",
+        "finetune %s: %d train frames of %d clips (%d %s per epoch), %d %s frames of %d clips",
         backbone,
         len(train.images),
         len(train.clips),
         per_epoch,
+        f"{seq}-frame sequences" if seq else "frames",
         len(sub),
         select_on,
         len(val.clips),
     )
-    weights = class_weights(_epoch_targets(train, k), hp["balanced_loss"])  # frames an epoch sees
+    weights = class_weights(epoch_targets, hp["balanced_loss"])  # the samples an epoch sees
     folder = Path(model_path).parent
     stamps = file_stamps([*face_paths, *([init] if init else [])])
     ckpt = resume_path(folder, backbone, _settings(cnn), seed, stamps)
