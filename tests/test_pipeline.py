@@ -247,3 +247,20 @@ def test_bundle_reproduces_the_test_predictions(run):
         got = [summary["fusion"]["probabilities"][e] for e in EMOTIONS]
         np.testing.assert_allclose(got, fused.loc[rec.clip_id, cols].to_numpy(float), atol=1e-4)
         assert summary["label"] == fused.loc[rec.clip_id, "pred"]
+
+    # Per-frame audio and fused curves: sliding windows; a window longer than the clip gives the
+    # clip's own scores on every frame.
+    from avfer.predict.clip import audio_model
+
+    rec = next(test.itertuples())
+    path = rec.path if Path(rec.path).is_absolute() else ROOT / rec.path
+    curves = {k: [f"{k}_p_{e}" for e in EMOTIONS] for k in ("audio", "fused")}
+    frames, _ = Predictor(bundle, device="cpu", max_faces=1, curve_window=0.4).video(path)
+    for k, c in curves.items():
+        np.testing.assert_allclose(frames[c].sum(axis=1), 1, atol=1e-6, err_msg=k)
+    assert frames[curves["fused"]].drop_duplicates().shape[0] > 1  # it changes over the clip
+    frames, summary = Predictor(bundle, device="cpu", max_faces=1, curve_window=1e4).video(path)
+    clip_fused = [summary["fusion"]["probabilities"][e] for e in EMOTIONS]
+    np.testing.assert_allclose(frames[curves["fused"]].to_numpy(), [clip_fused] * len(frames), atol=1e-6)
+    clip_audio = [summary["models"][audio_model(bundle)]["probabilities"][e] for e in EMOTIONS]
+    np.testing.assert_allclose(frames[curves["audio"]].to_numpy(), [clip_audio] * len(frames), atol=1e-6)

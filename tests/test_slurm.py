@@ -417,7 +417,7 @@ def test_slurm_run_matches_local_run(slurm_cluster: SlurmCluster, tmp_path: Path
     sbatch = _sbatch_calls(calls)
     assert len(sbatch) == len(submitted), (len(sbatch), len(submitted))
     for args in sbatch:
-        comment = next((a for a in args if a.startswith("--comment")), " ".join(args))
+        comment = args[args.index("--comment") + 1] if "--comment" in args else " ".join(args)
         gpu_job = any(rule in comment for rule in GPU_RULES)
         assert ("--gpus=1" in args) == gpu_job, args
     # ... and the job steps (srun inside each job) asked for them too

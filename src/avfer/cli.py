@@ -69,7 +69,9 @@ def _predict(args: argparse.Namespace) -> None:
 
     # ffmpeg decodes and encodes beside the models: leave it a core (oversubscribed torch is slow)
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
-    predictor = Predictor(load_bundle(args.model), device=args.device, max_faces=args.max_faces)
+    predictor = Predictor(
+        load_bundle(args.model), device=args.device, max_faces=args.max_faces, curve_window=args.curve_window
+    )
     if args.webcam is not None:
         from avfer.predict.live import run_live
 
@@ -141,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: ./predictions)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--max-faces", type=int, default=3, help="faces tracked per video / per image")
+    p.add_argument(
+        "--curve-window",
+        type=float,
+        default=2.0,
+        help="seconds of the sliding window of the per-frame audio and fused columns",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: CPU cores - 1)")
     p.add_argument(
         "--skip",

@@ -38,7 +38,8 @@ def predict(
 ) -> Prediction:
     """Predict a video or image file, an ``uint8 [H, W, 3]`` RGB image or ``[T, H, W, 3]`` frames
     (taken as 25 fps) → ``(frames, summary)``: the per-frame table (one row per grid frame and
-    face, ``face_p_<Emotion>`` columns) as a DataFrame and the clip summary dict.
+    face, ``face_p_<Emotion>`` columns; ``audio_p_`` / ``fused_p_`` when the bundle has audio
+    models / a late fusion) as a DataFrame and the clip summary dict.
 
     ``model``: a bundle folder, a loaded :class:`~avfer.bundle.Bundle` or a :class:`Predictor`
     (reuse one for many calls); ``None`` = the shipped FER2013 model.

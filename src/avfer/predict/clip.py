@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from avfer.bundle import Bundle
+from avfer.data.clip_source import FRAME_KEYS
 from avfer.data.sequences import Clip, SequenceDataset, Standardizer, collate_sequences, standardize
 from avfer.fusion.late import FusionRule
 from avfer.models.specs import parse_model_name
@@ -37,16 +38,12 @@ def _audio(bundle: Bundle, path: str | Path, n: int) -> tuple[dict[str, np.ndarr
     return arrays, rec.status
 
 
-@torch.inference_mode()
-def clip_scores(
-    bundle: Bundle, path: str | Path, main: dict[str, np.ndarray], face_probs: np.ndarray
+def clip_inputs(
+    bundle: Bundle, path: str | Path, main: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], str]:
-    """Class probabilities of every model of the bundle (the face CNN's are ``face_probs``) for
-    the video ``path`` whose main subject is ``main`` (``faces``, ``has_face`` [T]), and the
+    """The input arrays of the bundle's models for the video ``path`` whose main subject is
+    ``main`` (``faces``, ``has_face`` [T]): CNN features and/or audio on the 25 fps grid; and the
     audio status (``ok``, ``no_audio``, ``failed``, or ``not_used`` when no model hears)."""
-    scores = {bundle.face_name: np.asarray(face_probs, np.float64)}
-    if not bundle.models:
-        return scores, "not_used"
     n, has = len(main["has_face"]), main["has_face"]
     keys = {k for name in bundle.models for k in parse_model_name(name).inputs}
     arrays: dict[str, np.ndarray] = {}
@@ -59,18 +56,93 @@ def clip_scores(
     if keys & {"audio", "audio_mask", "functionals", "has_audio"}:
         audio, status = _audio(bundle, path, n)
         arrays.update(audio)
+    for k in ("video", "audio", "functionals"):
+        if k in arrays:
+            arrays[k] = np.nan_to_num(np.asarray(arrays[k], np.float32), posinf=0.0, neginf=0.0)
+    return arrays, status
+
+
+@torch.inference_mode()
+def model_scores(
+    bundle: Bundle, arrays: dict[str, np.ndarray], span: tuple[int, int] | None = None
+) -> dict[str, np.ndarray]:
+    """Class probabilities of each sequence model of the bundle on ``arrays`` (the per-frame
+    ones cut to frames ``span = (start, stop)``; clip-level functionals as they are)."""
     device = next(bundle.face_model.parameters()).device
+    scores = {}
     for name, (model, ckpt) in bundle.models.items():
         inputs = {k: arrays[k] for k in parse_model_name(name).inputs}
-        for k in ("video", "audio", "functionals"):
-            if k in inputs:
-                inputs[k] = np.nan_to_num(np.asarray(inputs[k], np.float32), posinf=0.0, neginf=0.0)
+        if span is not None:
+            inputs = {k: v[span[0] : span[1]] if k in FRAME_KEYS else v for k, v in inputs.items()}
         clip = Clip(name, "", "", {k: v.copy() for k, v in inputs.items()})
         standardize([clip], {k: Standardizer.from_state(v) for k, v in ckpt["norms"].items()})
         batch, _ = collate_sequences([SequenceDataset([clip])[0]])
         logits = model(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
         scores[name] = torch.softmax(logits.double(), dim=1).numpy()[0]
-    return scores, status
+    return scores
+
+
+def clip_scores(
+    bundle: Bundle, path: str | Path, main: dict[str, np.ndarray], face_probs: np.ndarray
+) -> tuple[dict[str, np.ndarray], str, dict[str, np.ndarray]]:
+    """Class probabilities of every model of the bundle (the face CNN's are ``face_probs``) for
+    the video ``path`` whose main subject is ``main``, the audio status (see
+    :func:`clip_inputs`) and the models' input arrays."""
+    scores = {bundle.face_name: np.asarray(face_probs, np.float64)}
+    if not bundle.models:
+        return scores, "not_used", {}
+    arrays, status = clip_inputs(bundle, path, main)
+    return scores | model_scores(bundle, arrays), status, arrays
+
+
+def audio_model(bundle: Bundle) -> str | None:
+    """The model of the bundle whose scores are the audio curve: the first audio model on
+    frame-level LLDs, else the first audio model (``None`` without one)."""
+    audio = [m for m in bundle.models if parse_model_name(m).family == "audio"]
+    framed = [m for m in audio if set(parse_model_name(m).inputs) & set(FRAME_KEYS)]
+    return (framed or audio or [None])[0]
+
+
+def window_curves(
+    bundle: Bundle,
+    arrays: dict[str, np.ndarray],
+    face_logits: np.ndarray,
+    has_face: np.ndarray,
+    *,
+    window: int,
+    hop: int = 5,
+) -> dict[str, np.ndarray]:
+    """Per-frame ``audio`` and ``fused`` probabilities ``[T, 7]`` (those the bundle has): every
+    model scored on the ``window`` frames centred on every ``hop``-th frame (the face CNN: its
+    aggregate over the window's face frames, the training prior without any), fused by the
+    bundle's late fusion, linearly interpolated in between. A window at least as long as the
+    clip gives the clip's own scores on every frame."""
+    n = len(has_face)
+    if not bundle.models or n == 0:
+        return {}
+    from avfer.predict.runner import clip_probs
+
+    audio_name = audio_model(bundle)
+    centres = np.unique(np.r_[np.arange(0, n, max(1, hop)), n - 1])
+    rows: dict[str, list[np.ndarray]] = {"audio": [], "fused": []}
+    for c in centres:
+        a = int(np.clip(c - window // 2, 0, max(0, n - window)))
+        span = (a, min(n, a + window))
+        face = has_face[span[0] : span[1]]
+        logits = face_logits[span[0] : span[1]][face]
+        p_face = clip_probs(logits, bundle.aggregate) if face.any() else bundle.prior
+        scores = {bundle.face_name: p_face} | model_scores(bundle, arrays, span)
+        if audio_name is not None:
+            rows["audio"].append(scores[audio_name])
+        fused = fuse(bundle, scores)
+        if fused is not None:
+            rows["fused"].append(fused)
+    t = np.arange(n)
+    return {
+        k: np.stack([np.interp(t, centres, col) for col in np.asarray(v).T], axis=1)
+        for k, v in rows.items()
+        if v
+    }
 
 
 def fuse(bundle: Bundle, scores: dict[str, np.ndarray]) -> np.ndarray | None:

@@ -24,7 +24,7 @@ from avfer.errors import AvferError
 from avfer.faces.align import align_faces, square_box_crop
 from avfer.faces.pipeline import track_clip
 from avfer.labels import EMOTIONS
-from avfer.predict.clip import clip_scores, fuse, model_summary
+from avfer.predict.clip import clip_scores, fuse, model_summary, window_curves
 from avfer.predict.draw import FaceMark, draw_overlay
 from avfer.predict.writers import video_writer
 from avfer.train.cnn_predict import aggregate_frames
@@ -48,11 +48,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def frames_table(n: int, faces: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+def frames_table(
+    n: int, faces: list[dict[str, np.ndarray]], curves: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
     """The per-frame table of ``n`` grid frames from per-subject arrays (``has_face [n]``,
     ``track [n]``, ``box [n, 4]``, ``landmarks [n, 5, 2]``, ``prob [n]``, ``logits [n, 7]``):
     ``frame, time, face_id, x1, y1, x2, y2, det_prob, <landmark>_x/_y, face_p_<Emotion>``;
-    a frame without any face has one row with ``face_id = -1`` and empty values."""
+    a frame without any face has one row with ``face_id = -1`` and empty values. ``curves``
+    (``audio`` / ``fused`` → ``[n, 7]``, see :func:`~avfer.predict.clip.window_curves`) add
+    ``audio_p_<Emotion>`` / ``fused_p_<Emotion>``, the same on every row of a frame."""
     parts = []
     for f in faces:
         rows = np.flatnonzero(f["has_face"])
@@ -70,10 +74,15 @@ def frames_table(n: int, faces: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     df.insert(1, "time", df["frame"] / GRID_FPS)
     cols = ["frame", "time", "face_id", "x1", "y1", "x2", "y2", "det_prob"]
     cols += [f"{n}_{a}" for n in LANDMARKS for a in "xy"] + FACE_COLUMNS
-    return df.reindex(columns=cols).reset_index(drop=True)
+    df = df.reindex(columns=cols).reset_index(drop=True)
+    for name, p in (curves or {}).items():
+        at = df["frame"].to_numpy()
+        df = df.assign(**{f"{name}_p_{e}": p[at, i] for i, e in enumerate(EMOTIONS)})
+    return df
 
 
-def _probs(logits: np.ndarray, how: str) -> np.ndarray:
+def clip_probs(logits: np.ndarray, how: str) -> np.ndarray:
+    """Clip probabilities of frame ``logits`` (the bundle's aggregate ``how``)."""
     return aggregate_frames(logits, np.zeros(len(logits), np.int64), 1, how)[0]
 
 
@@ -96,7 +105,7 @@ def summarize(
     out.update({"model": bundle.name, "frames": n, "fps": GRID_FPS, "face_frames": found})
     out.update({"label": None, "probabilities": None})
     if found:
-        out.update(labelled(_probs(main["logits"][main["has_face"]], bundle.aggregate)))
+        out.update(labelled(clip_probs(main["logits"][main["has_face"]], bundle.aggregate)))
     else:
         out["error"] = f"{path}: no face found"
     tracks = []
@@ -105,7 +114,7 @@ def summarize(
             rows = np.flatnonzero(f["has_face"] & (f["track"] == k))
             t0, t1 = rows[0] / GRID_FPS, rows[-1] / GRID_FPS
             entry = {"face_id": int(k), "frames": len(rows), "start": t0, "end": t1}
-            tracks.append(entry | labelled(_probs(f["logits"][rows], bundle.aggregate)))
+            tracks.append(entry | labelled(clip_probs(f["logits"][rows], bundle.aggregate)))
     out["tracks"] = sorted(tracks, key=lambda e: e["face_id"])
     return out
 
@@ -126,11 +135,18 @@ class Predictor:
     """A bundle ready to predict: its detector and face model on ``device``.
 
     ``max_faces``: subjects tracked per video (faces per image); ``batch_size``: faces per
-    forward pass of the face model.
+    forward pass of the face model; ``curve_window``: seconds of the sliding window of the
+    per-frame audio and fused curves (bundles with clip models).
     """
 
     def __init__(
-        self, bundle: Bundle, *, device: str = "auto", max_faces: int = 3, batch_size: int = 256
+        self,
+        bundle: Bundle,
+        *,
+        device: str = "auto",
+        max_faces: int = 3,
+        batch_size: int = 256,
+        curve_window: float = 2.0,
     ) -> None:
         self.bundle = bundle
         self.device = resolve_device(device)
@@ -138,6 +154,7 @@ class Predictor:
         self.detector = self.settings.detector(str(self.device))
         self.model = bundle.face_model.to(self.device).eval()
         self.max_faces, self.batch_size = max(1, max_faces), batch_size
+        self.curve_window = max(1, round(curve_window * GRID_FPS))  # frames
 
     @torch.inference_mode()
     def classify(self, crops: np.ndarray) -> np.ndarray:
@@ -195,10 +212,9 @@ class Predictor:
         summary.update({"duration": info.duration, "has_audio": info.has_audio})
         face = faces[0]
         found = face["has_face"].any()
-        p_face = (
-            _probs(face["logits"][face["has_face"]], self.bundle.aggregate) if found else self.bundle.prior
-        )
-        scores, audio_status = clip_scores(self.bundle, path, face, p_face)
+        agg = self.bundle.aggregate
+        p_face = clip_probs(face["logits"][face["has_face"]], agg) if found else self.bundle.prior
+        scores, audio_status, arrays = clip_scores(self.bundle, path, face, p_face)
         summary["audio_status"] = audio_status if info.has_audio else "no_audio"
         if self.bundle.models:
             fused = fuse(self.bundle, scores)
@@ -207,7 +223,10 @@ class Predictor:
             summary.update(labelled(best))  # the clip label: the bundle's fusion (or its last model)
             if summary["status"] == "no_face" and audio_status == "ok":
                 summary["status"], summary["error"] = "ok", ""  # the audio models still give a label
-        return Prediction(frames_table(n, faces), summary)
+        curves = window_curves(
+            self.bundle, arrays, face["logits"], face["has_face"], window=self.curve_window
+        )
+        return Prediction(frames_table(n, faces, curves), summary)
 
     def image(self, image: np.ndarray, name: str = "<array>") -> tuple[Prediction, list[FaceMark]]:
         """Predict one ``uint8 [H, W, 3]`` RGB image → the prediction and the faces to draw."""
