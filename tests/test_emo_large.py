@@ -131,6 +131,29 @@ def test_descriptors_measure_what_their_names_say(emo):
     assert np.median(_col(harmonic, "voiceProb_sma")) > 0.55  # above emo_large's voicing cutoff
 
 
+def test_energy_and_mfcc_match_a_hand_computation(emo):
+    """Tones whose period divides the 10 ms hop give identical frames (smoothing is a no-op):
+    log energy = ln mean((pre-emphasised x) * Hamming)^2 over a 25 ms frame, and the MFCCs are
+    the HTK DCT of the log Mel bands with a 22 cepstral lifter, c1..c12 first and c0 last
+    (openSMILE's htkcompatible order, as in the original: the column ``mfcc_sma[12]`` holds c0)."""
+    as_custom = LldExtractor(str(emo.config_path))  # window: the frame length openSMILE reports
+    assert as_custom(_tone(440)).window == pytest.approx(0.025)
+    t = np.arange(SR) / SR
+    for freq in (200, 2000):
+        x = 0.3 * np.sin(2 * np.pi * freq * t)
+        frames = np.stack([x[i * 160 : i * 160 + 400] for i in range(10, 60)])
+        pre = np.concatenate([frames[:, :1] * 0.03, frames[:, 1:] - 0.97 * frames[:, :-1]], axis=1)
+        expected = np.median(np.log(np.mean((pre * np.hamming(400)) ** 2, axis=1)))
+        got = np.median(emo(x.astype(np.float32)).lld[10:-10, 0])
+        assert got == pytest.approx(expected, abs=2e-3)
+    x = sum(a * np.sin(2 * np.pi * f * t) for a, f in ((0.2, 400), (0.1, 1300), (0.05, 3100)))
+    lld = emo(x.astype(np.float32)).lld[10:-10].astype(np.float64)
+    i, j = np.arange(13)[:, None], np.arange(26)[None, :]
+    dct = np.sqrt(2 / 26) * np.cos(np.pi * i * (j + 0.5) / 26)
+    cep = (np.log(lld[:, 14:40]) @ dct.T) * (1 + 11 * np.sin(np.pi * np.arange(13) / 22))
+    np.testing.assert_allclose(lld[:, 1:14], np.roll(cep, -1, axis=1), rtol=1e-3, atol=1e-3)
+
+
 def test_deltas_and_functionals_summarise_the_contours(emo):
     x = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
     x += _tone(300) * (np.arange(SR) > SR // 2)  # noise, then noise and a tone: contours move
@@ -151,6 +174,8 @@ def test_deltas_and_functionals_summarise_the_contours(emo):
         assert func[f"{c}_range"] == pytest.approx(np.ptp(v), rel=1e-4)
         assert func[f"{c}_stddev"] == pytest.approx(v.std(), rel=1e-3)
         assert func[f"{c}_quartile2"] == pytest.approx(np.median(v), rel=0.02, abs=1e-3)
+    assert func["pcm_LOGenergy_sma_maxPos"] == np.argmax(kept[:, 0])  # in frames
+    assert func["pcm_LOGenergy_sma_minPos"] == np.argmin(kept[:, 0])
     slope = np.polyfit(np.arange(len(kept)), kept[:, 0], 1)[0]
     assert func["pcm_LOGenergy_sma_linregc1"] == pytest.approx(slope, rel=1e-3)
 
