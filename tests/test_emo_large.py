@@ -98,6 +98,8 @@ def test_layout_is_the_6552_emo_large_functionals_of_168_contours(emo):
     assert emo.lld_names == CONTOURS
     assert emo.functional_names == [f"{c}_{f}" for c in CONTOURS for f in FUNCTIONALS]
     assert len(emo.functional_names) == 6552
+    plain = LldExtractor("emo_large", lld_level="lld_sma")  # the 56 LLDs without their deltas
+    assert plain.lld_names == LLDS and plain.functional_names == emo.functional_names
 
 
 def test_descriptors_measure_what_their_names_say(emo):
