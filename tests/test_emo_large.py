@@ -15,13 +15,23 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
+import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.signal
 import soundfile as sf
 import yaml
 
-from avfer.audio import BUILTIN_SETS, LldExtractor, lld_centres, pool_to_grid, process_clip
+from avfer.audio import (
+    BUILTIN_SETS,
+    LldExtractor,
+    build_audio_shard,
+    lld_centres,
+    pool_to_grid,
+    process_clip,
+    read_audio_names,
+)
 from avfer.audio.lld import SHIPPED_CONFIGS
 from avfer.video import grid_length
 
@@ -216,3 +226,27 @@ def test_tone_onset_lands_in_its_grid_frame(emo):
     lld, _ = pool_to_grid(out.lld, lld_centres(out.start, out.window, 0.0), 40)
     band = lld[:, CONTOURS.index("pcm_fftMag_fband250-650_sma")]
     assert int(np.argmax(band >= 0.5 * np.median(band[-10:]))) == 20
+
+
+def test_emo_large_audio_cache(speech, tmp_path):
+    """``audio.feature_set: emo_large`` through the cache writer: 168 LLD columns on the grid,
+    6552 functionals, the names (too many for an HDF5 attribute) and the conf's hash stored."""
+    rows = pd.DataFrame(
+        {
+            "clip_id": ["speech"],
+            "path": [str(speech)],
+            "split": "train",
+            "label": "Happy",
+            "shard": "train-000",
+        }
+    )
+    cfg = {"feature_set": "emo_large", "lld_level": "lld", "functionals_level": "func", "sample_rate": SR}
+    out = tmp_path / "emo.h5"
+    assert build_audio_shard(rows, out, cfg)["status"]["ok"] == 1
+    lld_names, func_names = read_audio_names(out)
+    assert lld_names == CONTOURS and len(func_names) == 6552
+    with h5py.File(out) as f:
+        assert f["clips/speech/lld"].shape == (grid_length(sf.info(speech).duration), 168)
+        assert f["clips/speech/functionals"].shape == (6552,)
+        assert f.attrs["feature_set"] == "emo_large" and f.attrs["lld_window"] == pytest.approx(0.025)
+        assert len(f.attrs["feature_config_sha256"]) == 64
