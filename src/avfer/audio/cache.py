@@ -32,7 +32,7 @@ import pandas as pd
 
 from avfer.audio.align import lld_centres, pool_to_grid
 from avfer.audio.extract import AudioDecodeError, decode_audio
-from avfer.audio.lld import LldExtractor, file_sha256
+from avfer.audio.lld import BUILTIN_SETS, LldExtractor, file_sha256
 from avfer.errors import AvferError
 from avfer.io import config_hash, h5_writer, open_cache, write_clip
 from avfer.io.failures import DEFAULT_MAX_FAILED, check_failures
@@ -167,7 +167,7 @@ def read_audio_names(path: str | Path) -> tuple[list[str], list[str]]:
 def _root_attrs(cfg: Mapping[str, Any], extractor: LldExtractor, with_std: bool) -> dict[str, Any]:
     import opensmile
 
-    custom = extractor.feature_set not in ("ComParE_2016", "eGeMAPSv02")
+    custom = extractor.feature_set not in BUILTIN_SETS
     return {
         "feature_set": str(extractor.feature_set),
         "feature_config": str(extractor.config_path) if custom else "",

@@ -6,13 +6,15 @@ fast as two ``opensmile.Smile`` calls). It uses the same native library, configs
 conventions as ``opensmile.Smile`` (opensmile 2.6), so the built-in sets give identical values.
 
 Feature sets: ``ComParE_2016`` (65 LLDs, 6373 functionals), ``eGeMAPSv02`` (25 LLDs, 88
+functionals), ``emo_large`` (avfer's reconstruction of openSMILE 2.x's emo_large, shipped in
+``avfer/audio/configs/``: 56 LLDs with deltas and delta-deltas = 168 LLD columns, 6552
 functionals), or the path of a custom ``.conf``. A custom conf follows the template of
 ``opensmile.Smile``: it reads ``\\{\\cm[source{?}:source include config]}``, ends with
 ``\\{\\cm[sink{?}:include external sink]}``, and names its LLD and functionals levels
 (``writer.dmLevel``); pass those names as ``lld_level`` / ``functionals_level``
 (``functionals_level=None``: clip mean and standard deviation of every LLD instead). A legacy
-``SMILExtract`` conf such as ``emo_large.conf`` is adapted by replacing its ``cWaveSource`` with
-the source include and its file sinks (``cArffSink``/``cCsvSink``) with the sink include.
+``SMILExtract`` conf is adapted (as the shipped emo_large is) by replacing its ``cWaveSource``
+with the source include and its file sinks (``cArffSink``/``cCsvSink``) with the sink include.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ import numpy as np
 
 from avfer.errors import AvferError
 
-BUILTIN_SETS: dict[str, tuple[str, float]] = {
-    # name -> (config path under opensmile's config root, window (s) of the energy/spectral LLDs)
-    "ComParE_2016": ("compare/ComParE_2016.conf", 0.020),
-    "eGeMAPSv02": ("egemaps/v02/eGeMAPSv02.conf", 0.020),
+BUILTIN_SETS: dict[str, tuple[str, str, float]] = {
+    # name -> (where the config lies: the opensmile package's config root or avfer's shipped
+    # configs/, its path there, window (s) of the energy/spectral LLDs)
+    "ComParE_2016": ("opensmile", "compare/ComParE_2016.conf", 0.020),
+    "eGeMAPSv02": ("opensmile", "egemaps/v02/eGeMAPSv02.conf", 0.020),
+    "emo_large": ("avfer", "emo_large.conf", 0.025),
 }
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 LLD_SINK = "extsinklld"
 FUNC_SINK = "extsinkfunc"
 SINGLE_SINK = "extsink"
@@ -66,8 +71,8 @@ def _opensmile_root() -> Path:
 def resolve_feature_set(feature_set: str) -> tuple[Path, float | None]:
     """Config file of a built-in set name or a custom ``.conf`` path, and its default window."""
     if feature_set in BUILTIN_SETS:
-        rel, window = BUILTIN_SETS[feature_set]
-        return _opensmile_root() / rel, window
+        where, rel, window = BUILTIN_SETS[feature_set]
+        return (_opensmile_root() if where == "opensmile" else SHIPPED_CONFIGS) / rel, window
     path = Path(feature_set)
     if path.suffix != ".conf":
         raise FeatureSetError(
@@ -88,7 +93,7 @@ class LldExtractor:
     """Compute LLDs and functionals of mono signals with one openSMILE config.
 
     Args:
-        feature_set: ``ComParE_2016``, ``eGeMAPSv02`` or the path of a custom ``.conf``.
+        feature_set: ``ComParE_2016``, ``eGeMAPSv02``, ``emo_large`` or a custom ``.conf`` path.
         lld_level: the config's LLD level (``lld`` in the built-in sets).
         functionals_level: its functionals level (``func``), or None for LLD mean/stddev.
         sample_rate: sample rate of the signals (Hz).
