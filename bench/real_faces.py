@@ -13,6 +13,7 @@ aggregate). The geometries:
 With ``--fer-python`` (a Python with ``fer`` and TensorFlow; they cannot share a process with
 torch) the ``fer`` package's own video analysis (Haar boxes) is scored the same way: the mean of
 the largest face's emotions over the frames. Clips where a method finds no face count as wrong.
+``p(true)``: the mean probability given to the true class (finer than accuracy on few clips).
 Accuracy on a handful of clips says little: this is for a set large enough to measure.
 
     python bench/real_faces.py clips.csv [--fer-python /path/to/fer-venv/bin/python]
@@ -48,13 +49,15 @@ for path in sys.argv[2:]:
             fer, display=False, save_frames=False, save_video=False, annotate_frames=False,
             zip_images=False)
     except Exception as exc:
+        print(path, exc, file=sys.stderr)
         out[path] = None
         continue
     probs = []
-    for faces in frames:
+    for row in frames:  # one dict a frame: box<i>, <emotion><i> for face i
+        faces = [k[3:] for k in row if k.startswith("box")]
         if faces:
-            big = max(faces, key=lambda f: f["box"][2] * f["box"][3])
-            probs.append([big["emotions"][e.lower()] for e in order])
+            i = max(faces, key=lambda i: row["box" + i][2] * row["box" + i][3])
+            probs.append([row[e.lower() + i] for e in order])
     out[path] = np.mean(probs, axis=0).tolist() if probs else None
 print(json.dumps(out))
 """
@@ -71,18 +74,22 @@ def with_crop(bundle: Bundle, crop: dict | None) -> Bundle:
     return bundle if crop is None else Bundle({**bundle.spec, "crop": crop}, bundle.face_model)
 
 
-def avfer_labels(paths: list[str], crop: dict | None) -> list[str | None]:
+def avfer_probs(paths: list[str], crop: dict | None) -> list[np.ndarray | None]:
     predictor = Predictor(with_crop(shipped_bundle(), crop), device="cpu", max_faces=1)
-    return [predictor.video(p).summary["label"] for p in paths]
+    out = []
+    for p in paths:
+        probs = predictor.video(p).summary["probabilities"]
+        out.append(None if probs is None else np.array([probs[e] for e in EMOTIONS]))
+    return out
 
 
-def fer_labels(paths: list[str], python: str) -> list[str | None]:
+def fer_probs(paths: list[str], python: str) -> list[np.ndarray | None]:
     with tempfile.TemporaryDirectory() as tmp:
         res = subprocess.run(
             [python, "-c", FER_SCRIPT, tmp, *paths], capture_output=True, text=True, check=True
         )
     probs = json.loads(res.stdout.strip().splitlines()[-1])
-    return [EMOTIONS[int(np.argmax(probs[p]))] if probs[p] else None for p in paths]
+    return [np.asarray(probs[p]) if probs[p] else None for p in paths]
 
 
 def main() -> None:
@@ -93,15 +100,18 @@ def main() -> None:
     sheet = pd.read_csv(args.clips)
     paths = [str((args.clips.parent / p).resolve()) for p in sheet["path"]]
     source = sheet["source"].astype(str) if "source" in sheet else pd.Series("all", index=sheet.index)
-    rows = {name: avfer_labels(paths, crop) for name, crop in GEOMETRIES.items()}
+    rows = {name: avfer_probs(paths, crop) for name, crop in GEOMETRIES.items()}
     if args.fer_python:
-        rows["fer (Haar)"] = fer_labels(paths, args.fer_python)
+        rows["fer (Haar)"] = fer_probs(paths, args.fer_python)
     groups = sorted(source.unique())
-    print(f"{'method':<16} {'all':>6} " + " ".join(f"{g[:18]:>18}" for g in groups) + f"   (n={len(sheet)})")
-    for name, labels in rows.items():
-        hit = np.array([lab == truth for lab, truth in zip(labels, sheet["label"], strict=True)])
+    truth = [EMOTIONS.index(x) for x in sheet["label"]]
+    head = f"{'method':<16} {'acc':>6} {'p(true)':>8} " + " ".join(f"{g[:18]:>18}" for g in groups)
+    print(head + f"   (n={len(sheet)}; per source: accuracy)")
+    for name, probs in rows.items():
+        hit = np.array([p is not None and int(np.argmax(p)) == t for p, t in zip(probs, truth, strict=True)])
+        p_true = np.mean([0.0 if p is None else float(p[t]) for p, t in zip(probs, truth, strict=True)])
         per = [hit[(source == g).to_numpy()].mean() for g in groups]
-        print(f"{name:<16} {hit.mean():>6.3f} " + " ".join(f"{a:>18.3f}" for a in per))
+        print(f"{name:<16} {hit.mean():>6.3f} {p_true:>8.3f} " + " ".join(f"{a:>18.3f}" for a in per))
     print(f"HAAR_BOX = {HAAR_BOX} (bench/box_calibration.py)")
 
 

@@ -59,7 +59,7 @@ class VideoWriter:
             offset = audio.audio_start_time - audio.start_time
             cmd += ["-itsoffset", f"{offset:.6f}", "-i", audio.path, "-map", "0:v", "-map", "1:a:0"]
             cmd += ["-c:a", "aac", "-b:a", "128k", "-shortest"]
-        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "superfast"]
+        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "ultrafast"]
         cmd += ["-crf", "23", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         # frames go to ffmpeg from a thread, so that drawing the next ones overlaps encoding
