@@ -41,7 +41,9 @@ from avfer.predict.files import predict_one  # noqa: E402
 from avfer.video import probe  # noqa: E402
 
 FER_SCRIPT = """
-import sys, time
+import os, sys, time
+os.makedirs(sys.argv[2], exist_ok=True)
+os.chdir(sys.argv[2])  # fer writes data.csv into the working directory
 from fer.fer import FER
 from fer.classes import Video
 annotate = sys.argv[3] == "1"

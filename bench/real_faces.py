@@ -36,8 +36,9 @@ from avfer.labels import EMOTIONS
 from avfer.predict import Predictor
 
 FER_SCRIPT = """
-import json, sys
+import json, os, sys
 import numpy as np
+os.chdir(sys.argv[1])  # fer writes data.csv into the working directory
 from fer.fer import FER
 from fer.classes import Video
 order = ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]

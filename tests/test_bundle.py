@@ -165,3 +165,29 @@ def test_cli_export(tmp_path, fer_installed, capsys):
     rc = main(["export", str(tmp_path / "b"), "--results", str(tmp_path / "no-run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no trained face CNN" in err[0]
+
+
+def test_static_image_model_as_a_bundle(tmp_path, pyfeat_media, capsys):
+    """A pretrain_cnn image model (FER2013-style training images) exports as a bundle fed the
+    shipped model's Haar-box crops at its own input size, and predicts a photo."""
+    from PIL import Image
+
+    from avfer.cli import main
+    from avfer.faces import HAAR_BOX
+    from avfer.predict import Predictor
+
+    model = FaceModel("mini_xception", input_size=48, in_chans=1, augment="none")
+    save_face_model(tmp_path / "static.pt", model, extra={"stage": "pretrain"})
+    assert main(["export", str(tmp_path / "b"), "--image-model", str(tmp_path / "static.pt")]) == 0
+    b = load_bundle(tmp_path / "b")
+    assert b.name == "static_mini_xception"
+    assert b.crop == FaceCrop("box_square", size=48, pad=10.0, box_scale=HAAR_BOX[0], box_shift=HAAR_BOX[1])
+    image = np.asarray(Image.open(pyfeat_media / "single_face.jpg").convert("RGB"))
+    pred, marks = Predictor(b, device="cpu").image(image)
+    assert pred.summary["faces"] == 1 and len(marks) == 1
+    np.testing.assert_allclose(sum(pred.summary["probabilities"].values()), 1, atol=1e-6)
+    save_face_model(tmp_path / "cnn.pt", model, extra={"stage": "finetune"})
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "c"), "--image-model", str(tmp_path / "cnn.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an image model" in err[0]

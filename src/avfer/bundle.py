@@ -178,6 +178,25 @@ def shipped_bundle(weights: str | Path | None = None) -> Bundle:
     return Bundle(make_spec(SHIPPED_NAME, model, crop, faces, source=source), model.eval())
 
 
+def image_model_bundle(model_path: str | Path) -> Bundle:
+    """A bundle of a static image model (``pretrain_cnn``'s ``model.pt``, trained on FER2013-style
+    face images, e.g. the FER2013 CNNs of ``rules/static.smk``): fed as the shipped model is, the
+    Haar box of each face (:data:`avfer.faces.HAAR_BOX`) with 10 px padding, at its input size."""
+    from avfer.models.face import load_face_model
+
+    model, extra = load_face_model(model_path)
+    if extra.get("stage") not in (None, "pretrain"):
+        raise BundleError(
+            f"{model_path}: a {extra.get('stage')} model of the face cache, not an image model;"
+            " export its run with `avfer export OUT --config ...`"
+        )
+    size = int(model.spec["input_size"])
+    crop = FaceCrop("box_square", size=size, pad=10.0, box_scale=HAAR_BOX[0], box_shift=HAAR_BOX[1])
+    faces = {"crop_size": size, "keyframe_every": 10}
+    name = f"static_{model.spec['backbone']}"
+    return Bundle(make_spec(name, model, crop, faces, source=str(model_path)), model.eval())
+
+
 def save_bundle(bundle: Bundle, out_dir: str | Path) -> Path:
     """Write ``bundle`` to ``out_dir`` (``bundle.json`` + ``face_cnn.pt``), each file atomically."""
     from avfer.models.face import save_face_model

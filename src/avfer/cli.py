@@ -89,10 +89,12 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from avfer.bundle import export_results, save_bundle, shipped_bundle
+    from avfer.bundle import export_results, image_model_bundle, save_bundle, shipped_bundle
 
     if args.shipped:
         out = save_bundle(shipped_bundle(), args.out)
+    elif args.image_model:
+        out = save_bundle(image_model_bundle(args.image_model), args.out)
     else:
         from avfer.config import load_config
 
@@ -179,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone", help="the face CNN, results/models/cnn_<backbone>/ (default: cnn.backbones[0])"
     )
     p.add_argument("--shipped", action="store_true", help="export the shipped FER2013 model instead")
+    p.add_argument(
+        "--image-model",
+        metavar="MODEL_PT",
+        help="export a static image model instead (pretrain_cnn's model.pt, e.g. a FER2013 CNN)",
+    )
     p.set_defaults(func=_export)
     p = sub.add_parser("convert-vgg-face", help="convert the VGG-Face weights (vgg_face_dag.pth) for vgg16")
     p.add_argument("src", help="the published VGG-Face PyTorch weights (conv1_1 ... fc8)")
