@@ -62,20 +62,33 @@ def clip_inputs(
     return arrays, status
 
 
+def model_norms(bundle: Bundle) -> dict[str, dict[str, Standardizer]]:
+    """Each sequence model's training standardisers (model name → input key → standardiser)."""
+    return {
+        name: {k: Standardizer.from_state(v) for k, v in ckpt["norms"].items()}
+        for name, (_, ckpt) in bundle.models.items()
+    }
+
+
 @torch.inference_mode()
 def model_scores(
-    bundle: Bundle, arrays: dict[str, np.ndarray], span: tuple[int, int] | None = None
+    bundle: Bundle,
+    arrays: dict[str, np.ndarray],
+    span: tuple[int, int] | None = None,
+    norms: dict[str, dict[str, Standardizer]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Class probabilities of each sequence model of the bundle on ``arrays`` (the per-frame
-    ones cut to frames ``span = (start, stop)``; clip-level functionals as they are)."""
+    ones cut to frames ``span = (start, stop)``; clip-level functionals as they are);
+    ``norms``: :func:`model_norms` of the bundle (made here when not given)."""
     device = next(bundle.face_model.parameters()).device
+    norms = norms if norms is not None else model_norms(bundle)
     scores = {}
-    for name, (model, ckpt) in bundle.models.items():
+    for name, (model, _) in bundle.models.items():
         inputs = {k: arrays[k] for k in parse_model_name(name).inputs}
         if span is not None:
             inputs = {k: v[span[0] : span[1]] if k in FRAME_KEYS else v for k, v in inputs.items()}
         clip = Clip(name, "", "", {k: v.copy() for k, v in inputs.items()})
-        standardize([clip], {k: Standardizer.from_state(v) for k, v in ckpt["norms"].items()})
+        standardize([clip], norms[name])
         batch, _ = collate_sequences([SequenceDataset([clip])[0]])
         logits = model(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
         scores[name] = torch.softmax(logits.double(), dim=1).numpy()[0]
@@ -123,6 +136,7 @@ def window_curves(
     from avfer.predict.runner import clip_probs
 
     audio_name = audio_model(bundle)
+    norms = model_norms(bundle)  # once, not per window
     centres = np.unique(np.r_[np.arange(0, n, max(1, hop)), n - 1])
     rows: dict[str, list[np.ndarray]] = {"audio": [], "fused": []}
     for c in centres:
@@ -131,7 +145,7 @@ def window_curves(
         face = has_face[span[0] : span[1]]
         logits = face_logits[span[0] : span[1]][face]
         p_face = clip_probs(logits, bundle.aggregate) if face.any() else bundle.prior
-        scores = {bundle.face_name: p_face} | model_scores(bundle, arrays, span)
+        scores = {bundle.face_name: p_face} | model_scores(bundle, arrays, span, norms)
         if audio_name is not None:
             rows["audio"].append(scores[audio_name])
         fused = fuse(bundle, scores)
