@@ -84,8 +84,9 @@ def _score(select_on: str) -> Score:
     return score
 
 
-def _clip_score(select_on: str, groups: np.ndarray, clip_targets: np.ndarray) -> Score:
-    """Validation score on clips: frame probabilities averaged per clip, then ``select_on``."""
+def clip_score(select_on: str, groups: np.ndarray, clip_targets: np.ndarray) -> Score:
+    """Validation score on clips: the softmax of their rows (frames, views) averaged per clip
+    (``groups``: the clip of each row), then ``select_on`` over the clips that have a row."""
 
     def score(logits: np.ndarray, _targets: np.ndarray) -> float:
         probs = aggregate_frames(logits, groups, len(clip_targets), "mean")
@@ -323,7 +324,7 @@ def finetune(
         train_loader,
         val_loader,
         hp,
-        score=_clip_score(hp["score"], val.clip[sub], clip_targets),
+        score=clip_score(hp["score"], val.clip[sub], clip_targets),
         weights=weights,
         device=device,
         seed=seed,

@@ -27,7 +27,6 @@ from avfer.datasets.splits import Assignment, selection_split
 from avfer.errors import AvferError
 from avfer.labels import EMOTIONS
 from avfer.metrics import (
-    compute_metrics,
     evaluate_predictions,
     plot_confusion,
     predictions_frame,
@@ -35,23 +34,12 @@ from avfer.metrics import (
     write_predictions,
 )
 from avfer.models.video.classifier import VideoClassifier, save_video_model
-from avfer.train.cnn import _interrupted, train_model
+from avfer.train.cnn import _interrupted, clip_score, train_model
 from avfer.train.cnn_predict import aggregate_frames
 from avfer.train.common import class_weights, file_stamps, resume_path, train_prior
 from avfer.train.loop import predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def _clip_score(metric: str, views: int, targets: np.ndarray):
-    """Validation score on clips: softmax averaged over each clip's ``views``, then ``metric``."""
-    groups = np.repeat(np.arange(len(targets)), views)
-
-    def score(logits: np.ndarray, _targets: np.ndarray) -> float:
-        probs = aggregate_frames(logits, groups, len(targets), "mean")
-        return float(compute_metrics(targets, probs.argmax(1))[metric])
-
-    return score
 
 
 def predict_video_clips(
@@ -162,7 +150,7 @@ def train_video_model(
         train_loader,
         val_loader,
         hp,
-        score=_clip_score(hp["score"], views, sel_targets),
+        score=clip_score(hp["score"], np.repeat(np.arange(len(sel_targets)), views), sel_targets),
         weights=class_weights(targets, hp["balanced_loss"]),
         device=dev,
         seed=seed,
