@@ -201,11 +201,13 @@ BACKBONE_RE = "|".join(re.escape(b) for b in backbones()) or "(?!)"
 
 
 def trained_models() -> list[str]:
-    """Every model the config trains: cnn_<b>, <head>_<b>, audio_<m>, early<option>_<b>."""
+    """Every model the config trains: cnn_<b>, <head>_<b>, audio_<m>, early<option>_<b>,
+    e2e_<model>_<b>, the video networks."""
     out = [f"cnn_{b}" for b in backbones()]
     out += [f"{h}_{b}" for b in backbones() for h in config["temporal"]["heads"]]
     out += [f"audio_{m}" for m in config["audio_models"]["models"]]
     out += [f"early{o}_{b}" for b in backbones() for o in config["early_fusion"]["options"]]
+    out += [f"e2e_{m}_{b}" for b in backbones() for m in config["end_to_end"]["models"]]
     out += video_models()  # rules/video_models.smk (defined at the end of this file)
     return out
 
@@ -262,6 +264,30 @@ def early_fusion_inputs(wildcards) -> dict[str, Any]:
     if wildcards.option == "d":
         head = config["early_fusion"]["visual_head"]
         out["video_encoder"] = f"{run}/models/{head}_{wildcards.backbone}/model.pt"
+    return out
+
+
+E2E_MODEL_RE = rf"({HEAD_RE}|early{OPTION_RE})"
+for _m in config["end_to_end"]["models"]:
+    _trained = _m in config["temporal"]["heads"] or _m.removeprefix("early") in config["early_fusion"]["options"]
+    if not _trained:
+        raise WorkflowError(
+            f"config: end_to_end.models lists {_m}, which temporal.heads / early_fusion.options do not train"
+        )
+
+
+def end_to_end_inputs(wildcards) -> dict[str, Any]:
+    """train_end_to_end reads the face caches, the run's splits, the fine-tuned CNN, the sequence
+    model trained on its features and, for early fusion, the audio caches."""
+    run, model = wildcards.run, wildcards.model
+    out: dict[str, Any] = {
+        "faces": face_shards(),
+        "splits": run_splits(wildcards),
+        "cnn": f"{run}/models/cnn_{wildcards.backbone}/model.pt",
+        "sequence": f"{run}/models/{model}_{wildcards.backbone}/model.pt",
+    }
+    if model.startswith("early"):
+        out["audio"] = audio_shards()
     return out
 
 

@@ -40,3 +40,5 @@ def test_thesis_dag_dry_runs_with_placeholder_paths(tmp_path):
     for rule in ("build_sample_sheet", "pretrain_cnn", "evaluate_static"):
         assert rule in proc.stdout
     assert proc.stdout.count("rule pretrain_cnn:") == 6  # one per thesis backbone
+    # CNN + BGRU and CNN + early fusion (b) end to end, per backbone
+    assert proc.stdout.count("rule train_end_to_end:") == 12, proc.stdout.count("rule train_end_to_end:")

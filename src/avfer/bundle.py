@@ -297,6 +297,11 @@ def export_run(
         name or cnn, model, crop, s.result_config(), aggregate=aggregate, prior=prior, source=str(model_path)
     )
     models = dict(models or {})
+    if own := [m for m in models if parse_model_name(m).family == "end_to_end"]:
+        raise BundleError(
+            f"{', '.join(own)}: end-to-end models carry their own CNN, a bundle one face CNN;"
+            " export a run whose fusion.models leave them out"
+        )
     spec["models"] = [{"name": m, "file": f"models/{m}.pt"} for m in models]
     if any(parse_model_name(m).modality != "visual" for m in models):
         if audio is None:

@@ -11,6 +11,7 @@ and ``extra``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,12 @@ class FaceModel(nn.Module):
         )
         self.feature_dim: int = int(self.backbone.feature_dim)
 
+    def set_augment(self, augment: str) -> None:
+        """Use train-time augmentation preset ``augment`` from now on (evaluation never augments)."""
+        s = self.spec
+        self.transform = FaceTransform(s["input_size"], s["in_chans"], augment, s["normalization"])
+        self.spec["augment"] = augment
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 7]`` of frames ``[N, H, W, C]``; of sequences ``[B, T, H, W, C]`` the mean
         of each sequence's frame logits ``[B, 7]`` (one loss per sequence: sequence-level
@@ -91,6 +98,18 @@ def save_face_model(
         torch.save(blob, tmp)
 
 
+def face_model_from_spec(spec: Mapping[str, Any]) -> FaceModel:
+    """An (untrained) :class:`FaceModel` of a saved spec (``model.pt``'s keys)."""
+    return FaceModel(
+        spec["backbone"],
+        input_size=spec["input_size"],
+        in_chans=spec["in_chans"],
+        augment=spec["augment"],
+        normalization=spec["normalization"],
+        feature_layer=spec.get("feature_layer", "penultimate"),
+    )
+
+
 def load_face_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FaceModel, dict[str, Any]]:
     """Rebuild a :class:`FaceModel` from ``model.pt`` (eval mode) → ``(model, extra)``."""
     path = Path(path)
@@ -101,13 +120,6 @@ def load_face_model(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise AvferError(f"{path}: not an avfer face model ({MODEL_FORMAT}); re-run its training rule")
     if list(blob["classes"]) != list(EMOTIONS):
         raise AvferError(f"{path}: class order {blob['classes']} differs from {list(EMOTIONS)}")
-    model = FaceModel(
-        blob["backbone"],
-        input_size=blob["input_size"],
-        in_chans=blob["in_chans"],
-        augment=blob["augment"],
-        normalization=blob["normalization"],
-        feature_layer=blob.get("feature_layer", "penultimate"),
-    )
+    model = face_model_from_spec(blob)
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), dict(blob.get("extra") or {})

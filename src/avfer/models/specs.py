@@ -2,7 +2,8 @@
 
 Names (``{R}/models/<name>/``): ``cnn_<backbone>`` (frame CNN), ``<head>_<backbone>`` (temporal
 head over CNN features, head = ``gru|bgru|lstm|blstm`` + optional ``_att``), ``audio_mlp`` /
-``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d), and the clip-level video
+``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d), ``e2e_<head or early option>_<backbone>``
+(one of those trained end to end with its CNN, :mod:`avfer.models.end_to_end`), and the clip-level video
 networks by their own names (``c3d``, ``r2plus1d_18``, ...; :mod:`avfer.models.video`); any of
 them with ``@seed<k>`` is one more run of that model with seed k (a separate ensemble member).
 """
@@ -26,6 +27,7 @@ _PATTERNS = (
     ("video", "|".join(VIDEO_MODEL_NAMES)),
     ("cnn", r"cnn_(?P<backbone>.+)"),
     ("audio", r"audio_(?P<audio>mlp|gru)"),
+    ("end_to_end", rf"e2e_(?P<inner>(?:{HEAD_PATTERN}|early[a-d])_(?P<backbone>.+))"),
     ("early_fusion", r"early(?P<option>[a-d])_(?P<backbone>.+)"),
     ("temporal", rf"(?P<head>{HEAD_PATTERN})_(?P<backbone>.+)"),
 )
@@ -47,11 +49,14 @@ class ModelName:
     backbone: str | None = None
     audio: str | None = None
     option: str | None = None
+    inner: str | None = None  # e2e_<inner>: the sequence model trained end to end with its CNN
     seed: int | None = None  # <model>@seed<k>
 
     @property
     def modality(self) -> str:
         """``visual``, ``audio`` or ``audio-visual``."""
+        if self.family == "end_to_end":
+            return parse_model_name(self.inner or "").modality
         families = {"cnn": "visual", "temporal": "visual", "video": "visual", "audio": "audio"}
         return families.get(self.family, "audio-visual")
 

@@ -151,11 +151,22 @@ def staged_training(model: nn.Module, head_epochs: int) -> Callable[[int], None]
     return before_epoch
 
 
-def make_optimizer(model: nn.Module, train_cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, train_cfg: Mapping[str, Any], lr_scales: Mapping[str, float] | None = None
+) -> torch.optim.Optimizer:
     """AdamW (or SGD with Nesterov momentum 0.9 / plain Adam by ``train_cfg["optimizer"]``) over the
-    trainable parameters. A parameter frozen for a stage only gets no gradient, so no update."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    trainable parameters; ``lr_scales`` ({submodule name: factor}) gives a submodule's parameters
+    ``lr`` x factor. A parameter frozen for a stage only gets no gradient, so no update."""
     kind, lr, wd = train_cfg.get("optimizer", "adamw"), train_cfg["lr"], train_cfg["weight_decay"]
+    params: list = [p for p in model.parameters() if p.requires_grad]
+    if lr_scales:  # parameter groups: the parameters under a module name get lr x its scale
+        scaled = {id(p): s for name, s in lr_scales.items() for p in model.get_submodule(name).parameters()}
+        rest = [p for p in params if id(p) not in scaled]
+        groups = [{"params": rest, "lr": lr}] if rest else []
+        for name, s in lr_scales.items():
+            own = [p for p in model.get_submodule(name).parameters() if p.requires_grad]
+            groups += [{"params": own, "lr": lr * s}] if own else []
+        params = groups
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd, nesterov=True)
     if kind == "adam":
