@@ -111,8 +111,10 @@ class Classifier(nn.Module, FeatureMapLayer):
             return fmap.permute(0, 3, 1, 2) if getattr(self.net, "output_fmt", "NCHW") == "NHWC" else fmap
         pool = getattr(self.net, "avgpool", None)
         if not isinstance(pool, nn.Module):
-            name = type(self.net).__name__
-            raise BackboneError(f"cnn.feature_layer: map needs one of: {MAP_BACKBONES}; torchvision {name} has none")
+            kind = type(self.net).__name__
+            raise BackboneError(
+                f"cnn.feature_layer: map needs one of: {MAP_BACKBONES}; torchvision {kind} has no avgpool"
+            )
         seen: list[torch.Tensor] = []
         hook = pool.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
         try:
@@ -225,9 +227,18 @@ def use_feature_map(model: nn.Module, name: str, size: int | None, input_size: i
         raise BackboneError(f"cnn.feature_layer: map needs one of: {MAP_BACKBONES}; not {name}")
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        fmap = model.forward_feature_map(torch.zeros(1, in_chans, input_size, input_size))
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            fmap = model.forward_feature_map(torch.zeros(1, in_chans, input_size, input_size))
+    except BackboneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a ViT fixed to another image size
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise BackboneError(
+            f"cnn.feature_layer: map - {name} does not run at input_size {input_size} ({reason})"
+        ) from None
+    finally:
+        model.train(was_training)
     if fmap.ndim != 4:
         raise BackboneError(
             f"cnn.feature_layer: map needs a convolutional backbone ({MAP_BACKBONES}); "

@@ -55,7 +55,14 @@ class FaceModel(nn.Module):
         }
         self.transform = FaceTransform(input_size, in_chans, augment, normalization)
         self.backbone = build_backbone(
-            backbone, num_classes, in_chans, pretrained_path, input_size, pretrained, feature_layer, feature_map_size
+            backbone,
+            num_classes,
+            in_chans,
+            pretrained_path,
+            input_size,
+            pretrained,
+            feature_layer,
+            feature_map_size,
         )
         self.feature_dim: int = int(self.backbone.feature_dim)
 
