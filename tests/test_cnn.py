@@ -15,7 +15,7 @@ from avfer.demo.writer import fer_rows
 from avfer.io import open_cache, read_clip
 from avfer.labels import EMOTIONS
 from avfer.metrics import PROB_COLUMNS, read_predictions
-from avfer.models.face import load_face_model
+from avfer.models.face import FaceModel, load_face_model, save_face_model
 from avfer.train.cnn import finetune, pretrain
 from avfer.train.cnn_predict import aggregate_frames, extract_features
 from avfer.train.common import class_weights, resume_path
@@ -145,6 +145,32 @@ def test_resume_matches_uninterrupted_and_features(faces, tmp_path):
         with torch.no_grad():
             direct = model.forward_features(torch.from_numpy(one.data["faces"][t])).numpy()
         np.testing.assert_allclose(read_clip(fe, "val_Happy_01").data["features"][t], direct, atol=1e-4)
+
+
+def test_feature_map_cache_width_is_the_models_feature_dim(faces, tmp_path):
+    """cnn.feature_layer: map through extract_features: the cache is as wide as the model says,
+    holds the flattened maps, and G changes the cache's config hash."""
+    hashes = []
+    for g, dim in ((None, 128 * 4 * 4), (2, 128 * 2 * 2)):  # mini_xception at 64 px: a 4 x 4 map
+        model = FaceModel("mini_xception", input_size=64, in_chans=1, feature_layer="map", feature_map_size=g)
+        assert model.feature_dim == dim
+        save_face_model(tmp_path / f"{g}.pt", model)
+        out = tmp_path / f"features-{g}.h5"
+        extract_features(tmp_path / f"{g}.pt", faces[1], out, device="cpu")
+        with open_cache(out, "features") as fe, open_cache(faces[1], "faces") as ff:
+            assert fe.attrs["feature_dim"] == dim
+            hashes.append(fe.attrs["config_hash"])
+            face, feat = read_clip(ff, "val_Happy_01"), read_clip(fe, "val_Happy_01")
+        t = np.flatnonzero(face.data["has_face"])[:2]
+        assert feat.data["features"].shape == (len(face.data["has_face"]), dim)
+        with torch.no_grad():
+            x = model.eval().transform(torch.from_numpy(face.data["faces"][t]))
+            fmap = model.backbone.forward_feature_map(x)
+        assert fmap.shape[1:] == (128, 4, 4)
+        cells = feat.data["features"][t].reshape(len(t), g or 4, g or 4, 128)
+        expected = fmap if g is None else torch.nn.functional.avg_pool2d(fmap, 2)
+        np.testing.assert_allclose(cells, expected.permute(0, 2, 3, 1).numpy(), atol=1e-4)
+    assert hashes[0] != hashes[1]
 
 
 def test_failed_clip_gets_no_feature_datasets(faces, tmp_path):

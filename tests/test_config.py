@@ -107,3 +107,26 @@ def test_result_settings_leave_out_how_a_job_runs():
         assert not {"resources", "device", "eval_batch_size", "workers", "protect"} & set(kept)
         assert "device" not in kept.get("train", {})
     assert result_settings(cfg["temporal"])["train"]["lr"] == cfg["temporal"]["train"]["lr"]
+
+
+def test_feature_map_keys_validate_and_reach_the_cnn_params():
+    import ast
+    import re
+
+    from avfer.config import result_settings
+
+    cnn = validate_config({})["cnn"]
+    assert (cnn["feature_layer"], cnn["feature_map_size"]) == ("penultimate", None)
+    cnn = validate_config({"cnn": {"feature_layer": "map", "feature_map_size": 2}})["cnn"]
+    assert (cnn["feature_layer"], cnn["feature_map_size"]) == ("map", 2)
+    with pytest.raises(ConfigError, match=r"cnn\.feature_map_size: 0 is less than the minimum of 1"):
+        validate_config({"cnn": {"feature_layer": "map", "feature_map_size": 0}})
+    with pytest.raises(ConfigError, match=r"cnn\.feature_map_size: 'big' is not of type"):
+        validate_config({"cnn": {"feature_map_size": "big"}})
+    with pytest.raises(ConfigError, match=r"cnn\.feature_layer: 'maps' is not one of"):
+        validate_config({"cnn": {"feature_layer": "maps"}})
+    # finetune_cnn's params (every result key) and pretrain_cnn's (CNN_MODEL_KEYS) carry it
+    assert result_settings(cnn)["feature_map_size"] == 2
+    smk = (ROOT / "rules/common.smk").read_text()
+    keys = ast.literal_eval(re.search(r"CNN_MODEL_KEYS = (\(.*?\))", smk, re.S).group(1))
+    assert {"feature_layer", "feature_map_size"} <= set(keys)

@@ -126,3 +126,28 @@ def test_gradients_flow_and_shapes():
     assert out.shape == (4, 7) and model.output_dim == 16
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_gru_trains_on_a_non_pooled_feature_map_input():
+    """cnn.feature_layer: map gives 8192-d frames (resnet18 at 112 px); a GRU over them learns."""
+    dim, hidden = 8192, 16
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(16) % 2
+    direction = torch.randn(dim, generator=g)
+    x = torch.randn(16, 12, dim, generator=g) + 0.05 * (2.0 * y - 1)[:, None, None] * direction
+    mask = torch.ones(16, 12, dtype=torch.bool)
+    mask[::3, 8:] = False
+    torch.manual_seed(0)
+    model = TemporalClassifier(dim, 2, hidden_size=hidden, dropout=0.0)
+    assert model.encoder.rnn.weight_ih_l0.shape == (3 * hidden, dim)  # the layer that grows with the map
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(model(video=x, video_mask=mask), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        acc = (model.eval()(video=x, video_mask=mask).argmax(1) == y).float().mean().item()
+    assert losses[-1] < 0.5 * losses[0] and acc == 1.0, (losses, acc)

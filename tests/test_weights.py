@@ -90,3 +90,90 @@ def test_imagenet_offline_fails_in_one_line_naming_the_local_option(tmp_path, mo
         assert "\n" not in msg and f"cnn.pretrained_paths: {{{name}:" in msg, msg
     with pytest.raises(BackboneError, match="no ImageNet weights"):
         build_backbone("seed_cnn", 7, 1, pretrained="imagenet")
+
+
+def _pooled_by_hand(fmap, g):
+    """Average of each (h/g x w/g) block of a map whose sides divide by g (adaptive pooling's cells)."""
+    n, c, h, w = fmap.shape
+    return fmap.reshape(n, c, g, h // g, g, w // g).mean(dim=(3, 5))
+
+
+def test_feature_map_is_the_pre_pool_map_flattened_channels_last():
+    torch.manual_seed(0)
+    model = build_backbone("resnet18", 7, 3, input_size=64, feature_layer="map").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        fmap = model.net.forward_features(x)  # timm's own pre-pool map [2, 512, 2, 2]
+        feats = model.forward_features(x)
+    assert fmap.shape == (2, 512, 2, 2) and model.feature_dim == 2048 and feats.shape == (2, 2048)
+    cells = feats.view(2, 2, 2, 512)  # channels-last: the 512 values of cell (i, j) are adjacent
+    for i in range(2):
+        for j in range(2):
+            assert torch.equal(cells[:, i, j], fmap[:, :, i, j])
+    # at 112 px the map is 512 x 4 x 4; G = 2 pools it onto 2 x 2 cells
+    big = build_backbone("resnet18", 7, 3, input_size=112, feature_layer="map", feature_map_size=2).eval()
+    big.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        fmap = big.net.forward_features(x)
+        feats = big.forward_features(x)
+    assert fmap.shape == (2, 512, 4, 4) and big.feature_dim == feats.shape[1] == 2048
+    expected = _pooled_by_hand(fmap, 2).permute(0, 2, 3, 1).flatten(1)
+    assert torch.allclose(feats, expected, atol=1e-6)
+    full = build_backbone("resnet18", 7, 3, input_size=112, feature_layer="map")
+    assert full.feature_dim == 8192  # 512 x 4 x 4, the thesis-size non-pooled input of the GRU
+
+
+@pytest.mark.parametrize(
+    ("name", "chans", "size"),
+    [("resnet18", 3, 64), ("torchvision_resnet18", 1, 64), ("mini_xception", 1, 48)],
+)
+def test_feature_map_pooled_to_one_cell_is_the_penultimate_layer(name, chans, size):
+    torch.manual_seed(0)
+    pooled = build_backbone(name, 7, chans, input_size=size).eval()
+    one = build_backbone(name, 7, chans, input_size=size, feature_layer="map", feature_map_size=1).eval()
+    one.load_state_dict(pooled.state_dict())
+    full = build_backbone(name, 7, chans, input_size=size, feature_layer="map").eval()
+    full.load_state_dict(pooled.state_dict())
+    x = torch.randn(3, chans, size, size)
+    with torch.no_grad():
+        a, b, c = pooled.forward_features(x), one.forward_features(x), full.forward_features(x)
+    assert one.feature_dim == pooled.feature_dim == a.shape[1] and torch.allclose(a, b, atol=1e-5)
+    assert c.shape == (3, full.feature_dim) and full.feature_dim > pooled.feature_dim
+    # the mean over the cells of the non-pooled map is the pooled vector too
+    assert torch.allclose(c.view(3, -1, a.shape[1]).mean(1), a, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(pooled(x), full(x))  # the classifier path is untouched
+
+
+def test_feature_map_dims_of_the_static_cnns_and_face_model_round_trip(tmp_path):
+    seed = build_backbone("seed_cnn", 7, 1, input_size=48, feature_layer="map")
+    assert seed.feature_dim == 128 * 6 * 6  # three 2x2 max-pools: 48 → 6
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        assert seed.forward_features(x).shape == (2, 4608)
+    model = FaceModel("mini_xception", input_size=48, in_chans=1, feature_layer="map", feature_map_size=2)
+    assert model.feature_dim == 128 * 2 * 2
+    save_face_model(tmp_path / "model.pt", model)
+    blob = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert (blob["feature_layer"], blob["feature_map_size"], blob["feature_dim"]) == ("map", 2, 512)
+    again, _ = load_face_model(tmp_path / "model.pt")
+    faces = torch.randint(0, 255, (2, 60, 60, 1), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(again.forward_features(faces), model.eval().forward_features(faces), atol=1e-6)
+    assert again.feature_dim == 512 and again.forward_features(faces).shape == (2, 512)
+
+
+def test_feature_map_of_an_unsupported_backbone_is_one_line():
+    for name, size, match in [
+        ("vit_tiny_patch16_224", 224, r"vit_tiny_patch16_224 gives features of shape \(1, 197, 192\)"),
+        ("torchvision_densenet121", 64, "torchvision DenseNet has no avgpool"),
+    ]:
+        with pytest.raises(BackboneError, match=match) as err:
+            build_backbone(name, 7, 3, input_size=size, feature_layer="map")
+        assert "\n" not in str(err.value) and "cnn.feature_layer: map needs" in str(err.value)
+    with pytest.raises(BackboneError, match="vit_tiny_patch16_224 does not run at input_size 112") as err:
+        build_backbone("vit_tiny_patch16_224", 7, 3, input_size=112, feature_layer="map")
+    assert "\n" not in str(err.value)
+    with pytest.raises(BackboneError, match="feature_map_size must be >= 1"):
+        build_backbone("mini_xception", 7, 1, feature_layer="map", feature_map_size=0)

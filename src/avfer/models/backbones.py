@@ -6,7 +6,10 @@ Every backbone is an ``nn.Module`` with ``feature_dim``, ``forward_features(x) -
 Nothing is downloaded unless ``pretrained="imagenet"`` (timm's / torchvision's own download, see
 :mod:`avfer.models.weights`): ``pretrained_path`` is a local ``torch.save``'d state_dict (or a
 checkpoint holding one under ``state_dict``/``model``), or for ``mini_xception`` a Keras ``.hdf5``.
-``feature_layer="fc6"`` makes ``forward_features`` return the fc6 layer of a VGG-style network.
+``feature_layer="fc6"`` makes ``forward_features`` return the fc6 layer of a VGG-style network,
+``feature_layer="map"`` the last convolutional feature map before global pooling, flattened
+channels-last (``feature_map_size`` G: average-pooled to G x G first), of timm CNNs, torchvision
+models with an ``avgpool`` layer, mini_xception and the static CNNs (:func:`use_feature_map`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from torch import nn
 
 from avfer.errors import AvferError
 from avfer.models.static_cnns import STATIC_CNNS, TRANSFER_SUFFIX, transfer_head
-from avfer.models.weights import FEATURE_LAYERS, PRETRAINED, WeightsError, fc6_features, imagenet_network
+from avfer.models.weights import (
+    FEATURE_LAYERS,
+    PRETRAINED,
+    FeatureMapLayer,
+    WeightsError,
+    fc6_features,
+    imagenet_network,
+)
 from avfer.models.xception import MiniXception, load_keras_mini_xception
 
 log = logging.getLogger(__name__)
@@ -61,7 +71,11 @@ def _module_name(root: nn.Module, target: nn.Module) -> str:
     return next(name for name, m in root.named_modules() if m is target)
 
 
-class Classifier(nn.Module):
+#: what cnn.feature_layer: map supports (named in its error)
+MAP_BACKBONES = "timm CNNs, torchvision models with an avgpool layer, mini_xception, the static CNNs"
+
+
+class Classifier(nn.Module, FeatureMapLayer):
     """A timm/torchvision network with its classifier split off as ``head``.
 
     ``net(x)`` gives the pooled penultimate features; ``head`` maps them to logits.
@@ -88,10 +102,33 @@ class Classifier(nn.Module):
             raise BackboneError("cnn.feature_layer: fc6 needs a VGG-style backbone (timm vgg*)")
         self.feature_layer, self.feature_dim = "fc6", int(fc1.out_channels)
 
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output before its global pooling: timm's ``forward_features`` (NHWC maps
+        turned NCHW), or what enters a torchvision model's ``avgpool``."""
+        x = self._rgb(x)
+        if hasattr(self.net, "forward_features"):  # timm
+            fmap = self.net.forward_features(x)
+            return fmap.permute(0, 3, 1, 2) if getattr(self.net, "output_fmt", "NCHW") == "NHWC" else fmap
+        pool = getattr(self.net, "avgpool", None)
+        if not isinstance(pool, nn.Module):
+            kind = type(self.net).__name__
+            raise BackboneError(
+                f"cnn.feature_layer: map needs one of: {MAP_BACKBONES}; torchvision {kind} has no avgpool"
+            )
+        seen: list[torch.Tensor] = []
+        hook = pool.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
+        try:
+            self.net(x)
+        finally:
+            hook.remove()
+        return seen[0]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate (or fc6) features ``[N, feature_dim]``."""
+        """Penultimate (or fc6, or flattened map) features ``[N, feature_dim]``."""
         if self.feature_layer == "fc6":
             return fc6_features(self.net, self._rgb(x))
+        if self.feature_layer == "map":
+            return self.map_features(x)
         return self.net(self._rgb(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,12 +182,14 @@ def build_backbone(
     input_size: int = 48,
     pretrained: str = "none",
     feature_layer: str = "penultimate",
+    feature_map_size: int | None = None,
 ) -> nn.Module:
     """Build backbone ``name`` (see :data:`REFERENCE_BACKBONES`), randomly initialised unless
     ``pretrained`` is ``imagenet`` (timm / torchvision download) or ``pretrained_path`` names a
     local weights file (loaded with :func:`load_weights`, after ImageNet weights if both);
     ``input_size`` shapes the dense layers of the flattening static CNNs; ``feature_layer``
-    ``fc6`` = the fc6 layer of a VGG-style network as its features."""
+    ``fc6`` = the fc6 layer of a VGG-style network as its features, ``map`` = its flattened last
+    feature map (pooled to ``feature_map_size`` squared cells unless None, see :func:`use_feature_map`)."""
     if pretrained not in PRETRAINED or feature_layer not in FEATURE_LAYERS:
         raise BackboneError(f"cnn.pretrained {pretrained!r} / feature_layer {feature_layer!r} unknown")
     imagenet = pretrained == "imagenet"
@@ -171,9 +210,44 @@ def build_backbone(
         if not isinstance(model, Classifier):
             raise BackboneError(f"cnn.feature_layer: fc6 needs a VGG-style timm backbone, not {name}")
         model.use_fc6()
+    elif feature_layer == "map":
+        use_feature_map(model, name, feature_map_size, input_size, in_chans)
     if pretrained_path:
         load_weights(model, pretrained_path)
     return model
+
+
+def use_feature_map(model: nn.Module, name: str, size: int | None, input_size: int, in_chans: int) -> None:
+    """Make ``model.forward_features`` return its flattened last feature map (``cnn.feature_layer:
+    map``; ``size`` G: adaptive-average-pooled to G x G first) and set ``feature_dim`` from a dry
+    forward pass of zeros at ``input_size`` (the map's size depends on it)."""
+    if size is not None and size < 1:
+        raise BackboneError(f"cnn.feature_map_size must be >= 1 or null, not {size}")
+    if not isinstance(model, FeatureMapLayer):
+        raise BackboneError(f"cnn.feature_layer: map needs one of: {MAP_BACKBONES}; not {name}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            fmap = model.forward_feature_map(torch.zeros(1, in_chans, input_size, input_size))
+    except BackboneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a ViT fixed to another image size
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise BackboneError(
+            f"cnn.feature_layer: map - {name} does not run at input_size {input_size} ({reason})"
+        ) from None
+    finally:
+        model.train(was_training)
+    if fmap.ndim != 4:
+        raise BackboneError(
+            f"cnn.feature_layer: map needs a convolutional backbone ({MAP_BACKBONES}); "
+            f"{name} gives features of shape {tuple(fmap.shape)}, not [N, C, H, W]"
+        )
+    model.feature_layer, model.feature_map_size = "map", size
+    cells = size * size if size is not None else fmap.shape[2] * fmap.shape[3]
+    model.feature_dim = int(fmap.shape[1] * cells)
+    log.info("%s: feature map %s -> feature_dim %d", name, tuple(fmap.shape[1:]), model.feature_dim)
 
 
 def _read_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -5,8 +5,8 @@ The model takes uint8 face crops ``[N, H, W, C]`` of any size (the aligned 112 p
 face cache, FER2013's 48 px grey images, ...), so everything downstream (prediction, feature
 extraction) needs only the checkpoint. ``model.pt`` is a plain dict (loadable with
 ``torch.load(..., weights_only=True)``): ``format``, ``backbone``, ``classes``, ``input_size``,
-``in_chans``, ``normalization``, ``augment``, ``feature_layer``, ``feature_dim``, ``state_dict``
-and ``extra``.
+``in_chans``, ``normalization``, ``augment``, ``feature_layer``, ``feature_map_size``,
+``feature_dim``, ``state_dict`` and ``extra``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ MODEL_FORMAT = "avfer-face-cnn/1"
 
 
 class FaceModel(nn.Module):
-    """uint8 faces → logits (``forward``) or penultimate features (``forward_features``)."""
+    """uint8 faces → logits (``forward``) or features of ``feature_layer`` (``forward_features``)."""
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class FaceModel(nn.Module):
         num_classes: int = NUM_CLASSES,
         pretrained: str = "none",
         feature_layer: str = "penultimate",
+        feature_map_size: int | None = None,
     ) -> None:
         super().__init__()
         self.spec = {
@@ -51,10 +52,18 @@ class FaceModel(nn.Module):
             "augment": augment,
             "normalization": normalization,
             "feature_layer": feature_layer,
+            "feature_map_size": feature_map_size,
         }
         self.transform = FaceTransform(input_size, in_chans, augment, normalization)
         self.backbone = build_backbone(
-            backbone, num_classes, in_chans, pretrained_path, input_size, pretrained, feature_layer
+            backbone,
+            num_classes,
+            in_chans,
+            pretrained_path,
+            input_size,
+            pretrained,
+            feature_layer,
+            feature_map_size,
         )
         self.feature_dim: int = int(self.backbone.feature_dim)
 
@@ -74,7 +83,7 @@ class FaceModel(nn.Module):
         return self.backbone(self.transform(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features ``[N, feature_dim]`` (no augmentation in eval mode)."""
+        """Features ``[N, feature_dim]`` of ``feature_layer`` (no augmentation in eval mode)."""
         return self.backbone.forward_features(self.transform(x))
 
 
@@ -107,6 +116,7 @@ def face_model_from_spec(spec: Mapping[str, Any]) -> FaceModel:
         augment=spec["augment"],
         normalization=spec["normalization"],
         feature_layer=spec.get("feature_layer", "penultimate"),
+        feature_map_size=spec.get("feature_map_size"),
     )
 
 

@@ -15,7 +15,8 @@ classification), built by name beside :mod:`avfer.models.backbones`.
 
 (``mini_xception``, the mini-Xception of Arriaga et al., is built in :mod:`avfer.models.xception`.)
 Every model has ``feature_dim``, ``num_classes``, ``forward_features(x) -> [N, D]`` (the last
-hidden layer) and ``forward(x) -> [N, num_classes]``; its classifier is ``head``.
+hidden layer; with ``feature_layer`` ``map`` the last convolution block's flattened map, of the
+timm network for a transfer head) and ``forward(x) -> [N, num_classes]``; its classifier is ``head``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from avfer.labels import NUM_CLASSES
+from avfer.models.weights import FeatureMapLayer
 
 TRANSFER_SUFFIX = "_fc"
 
@@ -37,7 +39,7 @@ def _dense(dims: Sequence[int], dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class StaticCNN(nn.Module):
+class StaticCNN(nn.Module, FeatureMapLayer):
     """Convolution blocks → flatten → dense layers → ``head`` (input ``[N, C, H, W]``; the dense
     layers are sized for ``input_size``, other sizes are max-pooled onto the same grid)."""
 
@@ -80,15 +82,21 @@ class StaticCNN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's map ``[N, C, h, w]`` (the grid of ``input_size``)."""
+        return self.features(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer ``[N, feature_dim]``."""
+        if self.feature_layer == "map":
+            return self.map_features(x)
         return self.fc(torch.flatten(self.features(x), 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
 
-class TransferHead(nn.Module):
+class TransferHead(nn.Module, FeatureMapLayer):
     """A pooled (timm) network + FC 4096 + FC 1024 (ReLU, dropout) + ``head``."""
 
     def __init__(self, net: nn.Module, net_dim: int, num_classes: int = NUM_CLASSES, dropout: float = 0.5):
@@ -98,8 +106,14 @@ class TransferHead(nn.Module):
         self.head = nn.Linear(1024, num_classes)
         self.feature_dim, self.num_classes = 1024, num_classes
 
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The timm network's map before its global pooling."""
+        return self.net.forward_feature_map(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The FC 1024 layer ``[N, 1024]``."""
+        if self.feature_layer == "map":
+            return self.map_features(x)
         return self.fc(self.net.forward_features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +160,11 @@ class _Pooled(nn.Module):
         self.net = classifier.net
         self.repeat = classifier.repeat
 
+    def _rgb(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, self.repeat, -1, -1) if self.repeat > 1 else x
+
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(self._rgb(x))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.repeat > 1:
-            x = x.expand(-1, self.repeat, -1, -1)
-        return self.net(x)
+        return self.net(self._rgb(x))

@@ -1,6 +1,8 @@
 """Where a backbone's initial weights come from: ImageNet weights through timm's / torchvision's
 own download (``cnn.pretrained: imagenet``, for online nodes), the published VGG-Face weights
-converted into the ``vgg16`` backbone, and the fc6 feature layer of VGG-style networks.
+converted into the ``vgg16`` backbone, and the feature layers other than the pooled penultimate
+one: fc6 of VGG-style networks and ``map``, the last convolutional feature map before global
+pooling (optionally average-pooled to G x G), flattened channels-last.
 
 The VGG-Face converter reads the PyTorch release of the VGG-Face weights (``vgg_face_dag.pth``:
 ``conv1_1 ... conv5_3`` convolutions, ``fc6`` / ``fc7`` / ``fc8`` linear layers, 2,622 identities)
@@ -24,7 +26,7 @@ from avfer.io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 PRETRAINED = ("none", "imagenet")
-FEATURE_LAYERS = ("penultimate", "fc6")
+FEATURE_LAYERS = ("penultimate", "fc6", "map")
 # VGG-16's 13 convolutions and their index in timm's / torchvision's ``features`` Sequential
 VGG16_CONVS = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
 VGG16_FEATURE_INDEX = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
@@ -93,3 +95,28 @@ def fc6_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if fmap.shape[-2] < k[0] or fmap.shape[-1] < k[1]:
         fmap = F.adaptive_avg_pool2d(fmap, (max(k[0], fmap.shape[-2]), max(k[1], fmap.shape[-1])))
     return mlp.act1(mlp.fc1(fmap)).mean(dim=(2, 3))
+
+
+def flatten_map(fmap: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """A feature map ``[N, C, h, w]`` as ``[N, h * w * C]`` (channels-last: the C values of one
+    cell are adjacent), first adaptive-average-pooled to ``size`` x ``size`` unless ``size`` is None."""
+    if size is not None:
+        fmap = F.adaptive_avg_pool2d(fmap, size)
+    return fmap.permute(0, 2, 3, 1).flatten(1)
+
+
+class FeatureMapLayer:
+    """Mixin of the backbones whose ``forward_feature_map(x) -> [N, C, h, w]`` is their last
+    convolutional map before global pooling: ``feature_layer = "map"`` (set by
+    :func:`avfer.models.backbones.use_feature_map`) makes ``forward_features`` return
+    :meth:`map_features` (``feature_map_size`` G: pooled to G x G first; None: as it is)."""
+
+    feature_layer: str = "penultimate"
+    feature_map_size: int | None = None
+
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def map_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The flattened (pooled) feature map ``[N, feature_dim]``."""
+        return flatten_map(self.forward_feature_map(x), self.feature_map_size)

@@ -21,6 +21,7 @@ from torch import nn
 
 from avfer.errors import AvferError
 from avfer.labels import EMOTIONS
+from avfer.models.weights import FeatureMapLayer
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,12 @@ class XceptionBlock(nn.Module):
         return x + residual
 
 
-class MiniXception(nn.Module):
+class MiniXception(nn.Module, FeatureMapLayer):
     """mini-Xception for ``in_chans`` x H x W faces (48-64 px in the literature).
 
     ``forward`` returns class logits (the Keras model's pre-softmax scores);
-    ``forward_features`` the globally pooled output of the last block (``feature_dim`` = 128).
+    ``forward_features`` the globally pooled output of the last block (``feature_dim`` = 128),
+    or with ``feature_layer`` ``map`` that block's flattened map.
     """
 
     def __init__(
@@ -111,6 +113,8 @@ class MiniXception(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``[N, feature_dim]`` (global average pool of the last block)."""
+        if self.feature_layer == "map":
+            return self.map_features(x)
         return self.forward_feature_map(x).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,7 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
         pretrained_path=init,
         pretrained=cnn.get("pretrained", "none") if not init else "none",
         feature_layer=cnn.get("feature_layer", "penultimate"),
+        feature_map_size=cnn.get("feature_map_size"),
     )
 
 

@@ -2,9 +2,10 @@
 
 Clip probabilities are the mean or the median (renormalised) of the softmax of the clip's face
 frames; a clip without any usable face frame gets the ``prior`` row (and counts in the metrics).
-The feature cache (kind ``features``) holds, per clip, the penultimate-layer features of every
-frame on the face cache's 25 fps grid: ``features`` float32 ``[T, D]`` (zero where there is no
-face) and ``mask`` bool ``[T]`` (the frame has a face and features), T equal to the face cache's.
+The feature cache (kind ``features``) holds, per clip, the features of the model's
+``feature_layer`` (penultimate, fc6 or the flattened map) of every frame on the face cache's
+25 fps grid: ``features`` float32 ``[T, D]`` (zero where there is no face) and ``mask`` bool
+``[T]`` (the frame has a face and features), T equal to the face cache's.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def predict_clips(
 
 @torch.no_grad()
 def frame_features(model: FaceModel, images: np.ndarray | LazyFrames, batch_size: int = 256) -> np.ndarray:
-    """Penultimate features ``[F, D]`` float32 of uint8 face images (eval mode)."""
+    """Features ``[F, D]`` float32 (the model's ``feature_layer``) of uint8 face images (eval mode)."""
     model.eval()
     dev = _device(model)
     out = np.zeros((len(images), model.feature_dim), np.float32)
