@@ -135,7 +135,7 @@ def face_targets(wildcards) -> list[str]:
 
 # cnn keys that shape the pre-trained model (pretrain_cnn re-runs only when these change)
 CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp",
-                  "pretrained_paths", "pretrained", "feature_layer", "feature_map_size")  # fmt: skip
+                  "pretrained_paths", "pretrained", "feature_layer", "feature_layers", "feature_map_size")  # fmt: skip
 # static pre-training runs when pretrain.datasets lists datasets (pretrain.enabled: null), or as forced
 _PRE = config["pretrain"]
 PRETRAIN = bool(_PRE["datasets"]) if _PRE["enabled"] is None else _PRE["enabled"]

@@ -138,22 +138,27 @@ def _cnn_changed(stages, out) -> tuple[bool, bool]:
 
 
 def test_trains_the_cnn_and_the_sequence_model(stages, tmp_path):
-    metrics = _e2e(stages, tmp_path, epochs=4, lr=3e-4)
+    # no augmentation (the GRU saw unaugmented features), the CNN at a 100x smaller rate
+    fit = {"epochs": 6, "augment": "none", "cnn_lr_factor": 0.01}
+    metrics = _e2e(stages, tmp_path, **fit)
     assert _cnn_changed(stages, tmp_path) == (True, False)  # weights train, batch-norm statistics frozen
     after, blob = load_end_to_end(tmp_path / "model.pt")
     seq = torch.load(stages["gru_mini_xception"] / "model.pt", weights_only=True)["state_dict"]
     assert not torch.equal(after.head.state_dict()["head.weight"], seq["head.weight"])
     assert blob["spec"]["name"] == "gru_mini_xception" and blob["name"] == "e2e_gru_mini_xception"
+    loss = [h["loss"] for h in blob["history"]]
+    assert loss[-1] < loss[0] - 0.15, loss  # measured 1.80 -> 1.48
+    assert metrics["train"]["accuracy"] >= 0.35, metrics["train"]  # chance 1/7; measured 0.50
     df = pd.read_csv(tmp_path / "predictions.csv")
     assert len(df) == 42 and set(df["split"]) == {"train", "val", "test"}
     p = df[[f"p_{e}" for e in EMOTIONS]].to_numpy()
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
-    assert set(df.loc[df["clip_id"] == "val_Angry_00", "status"]) == {"no_face"}
+    faceless = df[df["clip_id"] == "val_Angry_00"].iloc[0]
+    assert faceless["status"] == "no_face"
+    np.testing.assert_allclose(faceless[[f"p_{e}" for e in EMOTIONS]].astype(float), blob["prior"], atol=1e-5)
     assert metrics["val"]["n"] == 14
-    print("E2E", metrics["train"]["accuracy"], metrics["val"]["accuracy"], blob["history"])
     assert not list(tmp_path.glob("resume-*.pt"))
-    # the same config gives the same result
-    again = _e2e(stages, tmp_path / "again", epochs=1)
+    again = _e2e(stages, tmp_path / "again", **fit)  # the same config gives the same result
     assert again == metrics
 
 

@@ -15,7 +15,7 @@ THESIS = ROOT / "config/afew_thesis.yaml"
 def test_thesis_config_validates_with_the_thesis_settings():
     cfg = load_config([str(THESIS)])
     assert cfg["pretrain"]["train"]["schedule"] == "staircase" and cfg["pretrain"]["train"]["lr"] == 1e-4
-    assert cfg["cnn"]["train"]["head_epochs"] == 5 and cfg["cnn"]["feature_layer"] == "fc6"
+    assert cfg["cnn"]["train"]["head_epochs"] == 5 and cfg["cnn"]["feature_layers"] == {"vgg16": "fc6"}
     assert cfg["fusion"]["scores"] == "logits" and cfg["fusion"]["method"] == "accuracy_weighted_scores"
 
 

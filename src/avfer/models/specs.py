@@ -2,10 +2,11 @@
 
 Names (``{R}/models/<name>/``): ``cnn_<backbone>`` (frame CNN), ``<head>_<backbone>`` (temporal
 head over CNN features, head = ``gru|bgru|lstm|blstm`` + optional ``_att``), ``audio_mlp`` /
-``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d), ``e2e_<head or early option>_<backbone>``
-(one of those trained end to end with its CNN, :mod:`avfer.models.end_to_end`), and the clip-level video
-networks by their own names (``c3d``, ``r2plus1d_18``, ...; :mod:`avfer.models.video`); any of
-them with ``@seed<k>`` is one more run of that model with seed k (a separate ensemble member).
+``audio_gru``, ``early<option>_<backbone>`` (early fusion option a-d),
+``e2e_<head or early option>_<backbone>`` (one of those trained end to end with its CNN,
+:mod:`avfer.models.end_to_end`), and the clip-level video networks by their own names (``c3d``,
+``r2plus1d_18``, ...; :mod:`avfer.models.video`); any of them with ``@seed<k>`` is one more
+run of that model with seed k (a separate ensemble member).
 """
 
 from __future__ import annotations

@@ -56,8 +56,10 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
     """A :class:`FaceModel` shaped by the ``cnn`` config, initialised from ``init`` (a local
     weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5), else
     from ``cnn.pretrained_paths[backbone]`` / ``cnn.pretrained_path``, else ``cnn.pretrained``
-    (``imagenet``: timm's / torchvision's download)."""
+    (``imagenet``: timm's / torchvision's download); its feature layer ``cnn.feature_layers[backbone]``,
+    else ``cnn.feature_layer``."""
     init = init or local_weights(backbone, cnn)
+    layer = (cnn.get("feature_layers") or {}).get(backbone) or cnn.get("feature_layer", "penultimate")
     return FaceModel(
         backbone,
         input_size=cnn["input_size"],
@@ -66,7 +68,7 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
         normalization=cnn["normalization"],
         pretrained_path=init,
         pretrained=cnn.get("pretrained", "none") if not init else "none",
-        feature_layer=cnn.get("feature_layer", "penultimate"),
+        feature_layer=layer,
         feature_map_size=cnn.get("feature_map_size"),
     )
 
