@@ -33,6 +33,7 @@ from avfer.audio import (
     read_audio_names,
     summarize_audio,
 )
+from avfer.audio.cache import segment_llds
 from avfer.io import config_hash, iter_clips, open_cache
 from avfer.io.failures import FailedShardError
 from avfer.video import ToolError, VideoError, grid_length, probe
@@ -130,6 +131,31 @@ def test_one_pass_matches_opensmile_smile(extractors, feature_set):
     np.testing.assert_allclose(out.functionals, func.to_numpy()[0], rtol=1e-5, atol=1e-6)
     starts = lld.index.get_level_values("start").total_seconds().to_numpy()
     np.testing.assert_allclose(out.start[:-2], starts[:-2], atol=1e-9)  # openSMILE repeats the last
+
+
+def test_lld_segments_run_opensmile_on_each_frames_40ms(extractors, tmp_path):
+    """audio.lld_segments: grid frame t's LLDs are openSMILE's on that frame's 40 ms alone (the
+    thesis's emo_large; sets whose LLD level needs 60 ms windows are refused in one line)."""
+    with pytest.raises(FeatureSetError, match="ComParE_2016 gives no LLD frame on a 40 ms segment"):
+        segment_llds(_tone(1.0, 0.5), SR, 0.0, 25, extractors["ComParE_2016"])
+    ex = LldExtractor("emo_large", lld_level="lld_sma")
+    offset, onset_frame = 0.1, 25  # the signal starts 0.1 s into the video; the tone at frame 25
+    x = _tone(2.0, onset_frame / 25 - offset)
+    lld, mask = segment_llds(x, SR, offset, 50, ex)
+    assert lld.shape == (50, len(ex.lld_names)) and not mask[:2].any() and mask[3:50].all()
+    i0, i1 = int(np.ceil((30 / 25 - offset) * SR)), int(np.ceil((31 / 25 - offset) * SR))
+    np.testing.assert_allclose(lld[30], ex(x[i0:i1]).lld.mean(0), rtol=1e-5, atol=1e-6)
+    energy = lld[:, ex.lld_names.index("pcm_LOGenergy_sma")]  # log energy: -19 silent, -7.5 tone
+    assert energy[onset_frame] - energy[onset_frame - 1] > 8
+    assert abs(energy[onset_frame + 2] - energy[onset_frame]) < 1
+    # through a video file: same grid, same functionals as one pass, another (segment) LLD contour
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, _tone(2.0, 1.0, sr=44100), 44100)
+    path = _video(tmp_path / "seg.mp4", 2.0, wav=wav)
+    one, seg = process_clip(path, ex), process_clip(path, ex, segments=True)
+    assert seg.status == "ok" and seg.lld.shape == one.lld.shape
+    np.testing.assert_allclose(seg.functionals, one.functionals, rtol=1e-6)
+    assert not np.allclose(seg.lld[seg.lld_mask & one.lld_mask], one.lld[seg.lld_mask & one.lld_mask])
 
 
 # --- end to end through video files ---------------------------------------------------------

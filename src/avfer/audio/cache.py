@@ -2,8 +2,9 @@
 
 Per clip: probe (grid length ``T``, stream start times) → decode to mono float32 (ffmpeg pipe)
 → crop to the video span → openSMILE LLDs + functionals (one pass) → pool the LLDs onto the
-25 fps grid. Every clip gets all three datasets (``lld`` [T, D], ``lld_mask`` [T],
-``functionals`` [D']) whatever its status, so readers never special-case shapes:
+25 fps grid (or, ``audio.lld_segments``, openSMILE on each grid frame's own 40 ms segment).
+Every clip gets all three datasets (``lld`` [T, D], ``lld_mask`` [T], ``functionals`` [D'])
+whatever its status, so readers never special-case shapes:
 
 * ``ok``: audio decoded; ``lld_mask`` False where the audio does not reach a grid frame.
 * ``no_audio``: the clip has no audio stream (or no usable samples): zeros, mask all False.
@@ -32,7 +33,7 @@ import pandas as pd
 
 from avfer.audio.align import lld_centres, pool_to_grid
 from avfer.audio.extract import AudioDecodeError, decode_audio
-from avfer.audio.lld import BUILTIN_SETS, LldExtractor, file_sha256
+from avfer.audio.lld import BUILTIN_SETS, FeatureSetError, LldExtractor, file_sha256
 from avfer.errors import AvferError
 from avfer.io import config_hash, h5_writer, open_cache, write_clip
 from avfer.io.failures import DEFAULT_MAX_FAILED, check_failures
@@ -90,8 +91,52 @@ def lld_column_names(names: Iterable[str], with_std: bool) -> list[str]:
     return names + [f"{n}_std" for n in names] if with_std else names
 
 
-def process_clip(path: str | Path, extractor: LldExtractor, *, with_std: bool = False) -> ClipAudio:
-    """Aligned LLDs and functionals of one video (or audio-only) file (never raises for a bad file)."""
+def check_segments(extractor: LldExtractor) -> None:
+    """Raise :class:`FeatureSetError` when the feature set gives no LLD frame on a 40 ms segment
+    (its LLD level joins contours of longer windows, e.g. ComParE's and eGeMAPS's 60 ms pitch)."""
+    if not len(extractor(np.zeros(extractor.sample_rate // int(GRID_FPS), np.float32)).lld):
+        raise FeatureSetError(
+            f"audio.lld_segments: {extractor.feature_set} gives no LLD frame on a 40 ms segment (its LLD"
+            " windows are longer); use feature_set emo_large or lld_segments: false"
+        )
+
+
+def segment_llds(
+    signal: np.ndarray,
+    sr: int,
+    offset: float,
+    n_frames: int,
+    extractor: LldExtractor,
+    *,
+    with_std: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """LLDs of each grid frame's own 40 ms segment (``audio.lld_segments``, the reference thesis's
+    pydub segments): openSMILE runs on the samples of ``[t / 25, (t + 1) / 25)`` s of the video
+    timeline alone (``offset`` = video time of ``signal[0]``), and the segment's LLD frames are
+    pooled into grid frame ``t``; frames whose segment has no sample or is shorter than one
+    analysis window are invalid. Same shapes as :func:`pool_to_grid`."""
+    check_segments(extractor)
+    d = len(extractor.lld_names)
+    out = np.zeros((n_frames, 2 * d if with_std else d), np.float32)
+    mask = np.zeros(n_frames, bool)
+    for t in range(n_frames):
+        i0 = max(0, math.ceil((t / GRID_FPS - offset) * sr))
+        i1 = min(len(signal), math.ceil(((t + 1) / GRID_FPS - offset) * sr))
+        if i1 <= i0:
+            continue
+        seg = extractor(signal[i0:i1])
+        if len(seg.lld):
+            pooled, _ = pool_to_grid(seg.lld, np.zeros(len(seg.lld)), 1, with_std=with_std)
+            out[t], mask[t] = pooled[0], True
+    return out, mask
+
+
+def process_clip(
+    path: str | Path, extractor: LldExtractor, *, with_std: bool = False, segments: bool = False
+) -> ClipAudio:
+    """Aligned LLDs and functionals of one video (or audio-only) file (never raises for a bad file);
+    ``segments``: LLDs of each grid frame's own 40 ms segment (:func:`segment_llds`) instead of
+    one pass pooled onto the grid (functionals always from the whole clip)."""
     empty = _Empty(len(extractor.lld_names) * (2 if with_std else 1), len(extractor.functional_names))
     try:
         info = probe(path, require_video=False)
@@ -125,7 +170,12 @@ def process_clip(path: str | Path, extractor: LldExtractor, *, with_std: bool = 
     if covered <= 0:
         return empty("no_audio", n_frames, f"{path}: the audio track holds no samples inside the video span")
     out = extractor(signal)
-    lld, mask = pool_to_grid(out.lld, lld_centres(out.start, out.window, offset), n_frames, with_std=with_std)
+    if segments:
+        lld, mask = segment_llds(signal, sr, offset, n_frames, extractor, with_std=with_std)
+    else:
+        lld, mask = pool_to_grid(
+            out.lld, lld_centres(out.start, out.window, offset), n_frames, with_std=with_std
+        )
     if not mask.any():
         return empty(
             "no_audio", n_frames, f"{path}: audio ({covered:.3f} s) shorter than one analysis window"
@@ -176,6 +226,7 @@ def _root_attrs(cfg: Mapping[str, Any], extractor: LldExtractor, with_std: bool)
         "functionals_level": extractor.functionals_level or "",
         "sample_rate": int(extractor.sample_rate),
         "lld_std": bool(with_std),
+        "lld_segments": bool(cfg.get("lld_segments", False)),
         "lld_window": float(extractor.lld_window or 0.0),
         "opensmile_version": str(opensmile.__version__),
     }
@@ -203,7 +254,10 @@ def build_audio_shard(
     cfg = {k: v for k, v in cfg.items() if k not in JOB_KEYS}
     check_ffmpeg()
     with_std = bool(cfg.get("lld_std", False))
+    segments = bool(cfg.get("lld_segments", False))
     extractor = LldExtractor.from_config(cfg)
+    if segments:
+        check_segments(extractor)
     names = lld_column_names(extractor.lld_names, with_std)
     counts = {"ok": 0, "no_audio": 0, "failed": 0}
     summary: dict[str, Any] = {
@@ -226,7 +280,7 @@ def build_audio_shard(
         set_names(f, "functional_names", extractor.functional_names)
         for row in rows.itertuples(index=False):
             try:
-                rec = process_clip(row.path, extractor, with_std=with_std)
+                rec = process_clip(row.path, extractor, with_std=with_std, segments=segments)
             except Exception as exc:  # an unexpected library error must not lose the shard
                 log.exception("clip %s: unexpected error", row.clip_id)
                 rec = _Empty(len(names), len(extractor.functional_names))(
