@@ -9,7 +9,7 @@ import pytest
 import torch
 from synth_caches import write_synthetic_caches
 
-import avfer.train.sequence as seq
+import avfer.train.common as common
 from avfer.labels import EMOTIONS
 from avfer.train.sequence import load_trained, model_settings, train_sequence_model
 
@@ -91,18 +91,18 @@ def test_models_learn_their_modality_and_early_fusion_all_classes(caches, tmp_pa
 
 def test_interrupted_training_resumes_to_the_same_result(caches, tmp_path, monkeypatch):
     _train("bgru_att_synth", tmp_path / "full", caches, TEMPORAL, resume=False)
-    real_fit = seq.fit
+    real_fit = common.fit
 
     def killed_after_two_epochs(*args, **kw):
-        real_fit(*args, **kw, stop_after=2)
+        real_fit(*args, **{**kw, "stop_after": 2})
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(seq, "fit", killed_after_two_epochs)
+    monkeypatch.setattr(common, "fit", killed_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
         _train("bgru_att_synth", tmp_path / "resumed", caches, TEMPORAL)
     assert len(list((tmp_path / "resumed").glob("resume-*.pt"))) == 1
     assert not (tmp_path / "resumed/predictions.csv").exists()
-    monkeypatch.setattr(seq, "fit", real_fit)
+    monkeypatch.setattr(common, "fit", real_fit)
     _train("bgru_att_synth", tmp_path / "resumed", caches, TEMPORAL)
     full = torch.load(tmp_path / "full/model.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resumed/model.pt", weights_only=True)
@@ -115,17 +115,17 @@ def test_interrupted_training_resumes_to_the_same_result(caches, tmp_path, monke
 
 
 def test_changed_settings_do_not_resume_a_stale_checkpoint(caches, tmp_path, monkeypatch):
-    real_fit = seq.fit
+    real_fit = common.fit
 
     def killed(*args, **kw):
-        real_fit(*args, **kw, stop_after=1)
+        real_fit(*args, **{**kw, "stop_after": 1})
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(seq, "fit", killed)
+    monkeypatch.setattr(common, "fit", killed)
     with pytest.raises(KeyboardInterrupt):
         _train("audio_mlp", tmp_path / "m", caches, {"hidden_sizes": [8], "dropout": 0.2})
     stale = list((tmp_path / "m").glob("resume-*.pt"))
-    monkeypatch.setattr(seq, "fit", real_fit)
+    monkeypatch.setattr(common, "fit", real_fit)
     _train("audio_mlp", tmp_path / "m", caches, {"hidden_sizes": [9], "dropout": 0.2})
     assert not stale[0].exists()
     history = torch.load(tmp_path / "m/model.pt", weights_only=True)["history"]

@@ -36,16 +36,13 @@ from avfer.metrics import (
 from avfer.models.face import FaceModel, save_face_model
 from avfer.train.cnn_predict import aggregate_frames, predict_clips
 from avfer.train.common import (
-    build_scheduler,
     class_weights,
     file_stamps,
-    freeze_first,
-    make_optimizer,
     resume_path,
-    staged_training,
+    train_model,
     train_prior,
 )
-from avfer.train.loop import FitResult, fit, predict, resolve_device, seed_everything
+from avfer.train.loop import FitResult, predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -98,48 +95,6 @@ def clip_score(select_on: str, groups: np.ndarray, clip_targets: np.ndarray) -> 
         return float(m[select_on])
 
     return score
-
-
-def train_model(
-    model: FaceModel,
-    train_loader: torch.utils.data.DataLoader,
-    val_loader: torch.utils.data.DataLoader,
-    hp: Mapping[str, Any],
-    *,
-    score: Score,
-    weights: torch.Tensor | None,
-    device: torch.device,
-    seed: int,
-    checkpoint: Path | None,
-    stop_after: int | None = None,
-) -> FitResult:
-    """Fit with the hyper-parameters ``hp`` (a ``train`` config block: epochs, lr, weight_decay,
-    optimizer, schedule, freeze_first, head_epochs, patience, grad_clip, amp)."""
-    frozen = freeze_first(model.backbone, hp.get("freeze_first", 0))
-    if frozen:
-        log.info("frozen first %d layers (%s ... %s)", len(frozen), frozen[0], frozen[-1])
-    opt = make_optimizer(model, hp)
-    sched = build_scheduler(opt, hp, len(train_loader))
-    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
-    return fit(
-        model,
-        train_loader,
-        val_loader,
-        criterion=criterion,
-        optimizer=opt,
-        scheduler=sched.scheduler,
-        scheduler_interval=sched.interval,
-        before_epoch=staged_training(model, hp.get("head_epochs", 0)),
-        score=score,
-        epochs=hp["epochs"],
-        device=device,
-        seed=seed,
-        patience=hp["patience"] or None,
-        amp=hp["amp"],
-        grad_clip=hp["grad_clip"] or None,
-        checkpoint=checkpoint,
-        stop_after=stop_after,
-    )
 
 
 def _interrupted(result: FitResult, hp: Mapping[str, Any], stop_after: int | None) -> bool:

@@ -1,5 +1,6 @@
 """What every trainer shares besides the loop: class weights, resume checkpoints, the fallback
-of clips a model cannot see, the optimiser, the learning-rate schedule and layer freezing."""
+of clips a model cannot see, the optimiser, the learning-rate schedule, layer freezing, and
+:func:`train_model`, which fits any model from a ``train`` config block with all of them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from torch import nn
 from avfer.errors import AvferError
 from avfer.io.hdf5 import config_hash
 from avfer.labels import NUM_CLASSES
+from avfer.train.loop import FitResult, fit
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +174,50 @@ def make_optimizer(
     if kind == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+
+def train_model(
+    model: nn.Module,
+    train_loader: torch.utils.data.DataLoader,
+    val_loader: torch.utils.data.DataLoader,
+    hp: Mapping[str, Any],
+    *,
+    score: Callable[[np.ndarray, np.ndarray], float],
+    weights: torch.Tensor | None,
+    device: torch.device,
+    seed: int,
+    checkpoint: Path | None,
+    stop_after: int | None = None,
+    freeze_root: nn.Module | None = None,
+    lr_scales: Mapping[str, float] | None = None,
+) -> FitResult:
+    """:func:`avfer.train.fit` with the hyper-parameters ``hp`` (a ``train`` config block: epochs,
+    lr, weight_decay, optimizer, schedule, freeze_first, head_epochs, patience, grad_clip, amp),
+    class-weighted cross-entropy (``weights``), ``freeze_first`` counted in ``freeze_root``
+    (default: the model's ``backbone``, else the model) and ``lr_scales`` (:func:`make_optimizer`)."""
+    root = freeze_root if freeze_root is not None else getattr(model, "backbone", model)
+    frozen = freeze_first(root, hp.get("freeze_first", 0))
+    if frozen:
+        log.info("frozen first %d layers (%s ... %s)", len(frozen), frozen[0], frozen[-1])
+    opt = make_optimizer(model, hp, lr_scales)
+    sched = build_scheduler(opt, hp, len(train_loader))
+    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    return fit(
+        model,
+        train_loader,
+        val_loader,
+        criterion=criterion,
+        optimizer=opt,
+        scheduler=sched.scheduler,
+        scheduler_interval=sched.interval,
+        before_epoch=staged_training(model, hp.get("head_epochs", 0)),
+        score=score,
+        epochs=int(hp["epochs"]),
+        device=device,
+        seed=seed,
+        patience=hp["patience"] or None,
+        amp=bool(hp["amp"]),
+        grad_clip=hp["grad_clip"] or None,
+        checkpoint=checkpoint,
+        stop_after=stop_after,
+    )

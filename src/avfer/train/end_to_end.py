@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from avfer.config import result_settings
@@ -39,16 +38,13 @@ from avfer.metrics import (
 )
 from avfer.models.end_to_end import EndToEnd, from_stages, save_end_to_end
 from avfer.train.common import (
-    build_scheduler,
     class_weights,
     file_stamps,
-    freeze_first,
-    make_optimizer,
     resume_path,
-    staged_training,
+    train_model,
     train_prior,
 )
-from avfer.train.loop import fit, predict, resolve_device, seed_everything
+from avfer.train.loop import predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +155,6 @@ def train_end_to_end(
 
     targets = np.array([EMOTIONS.index(x) for x in clips["label"].iloc[train_rows]])
     weight = class_weights(targets, train["balanced_loss"])
-    frozen = freeze_first(model.cnn, train.get("freeze_first", 0))
-    if frozen:
-        log.info("%s: the CNN's first %d layers frozen", name, len(frozen))
-    optimizer = make_optimizer(model, train, {"cnn": float(train.get("cnn_lr_factor", 1.0))})
-    schedule = build_scheduler(optimizer, train, len(train_loader))
     spec = {"spec": ckpt["spec"], "name": name}
     resume = None
     if resume_dir is not None:
@@ -176,23 +167,18 @@ def train_end_to_end(
         name, len(train_rows), model.window or "whole-clip", len(val_rows), select_on,
         sum(p.numel() for p in model.parameters()) / 1e6,
     )  # fmt: skip
-    result = fit(
+    result = train_model(
         model,
         train_loader,
         loader(val_rows),
-        criterion=nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None),
-        optimizer=optimizer,
+        train,
         score=score,
-        epochs=int(train["epochs"]),
+        weights=weight,
         device=device,
         seed=seed,
-        scheduler=schedule.scheduler,
-        scheduler_interval=schedule.interval,
-        before_epoch=staged_training(model, train.get("head_epochs", 0)),
-        patience=train["patience"] or None,
-        amp=bool(train["amp"]),
-        grad_clip=train["grad_clip"] or None,
         checkpoint=resume,
+        freeze_root=model.cnn,
+        lr_scales={"cnn": float(train.get("cnn_lr_factor", 1.0))},
     )
     model.load_state_dict(result.best_state)
     prior = train_prior(targets)

@@ -46,16 +46,13 @@ from avfer.models.fusion import load_encoder
 from avfer.models.specs import build_model, parse_model_name
 from avfer.models.temporal import WindowedClassifier, parse_head
 from avfer.train.common import (
-    build_scheduler,
     class_weights,
     file_stamps,
-    freeze_first,
-    make_optimizer,
     resume_path,
-    staged_training,
+    train_model,
     train_prior,
 )
-from avfer.train.loop import fit, predict, resolve_device, seed_everything
+from avfer.train.loop import predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -179,31 +176,21 @@ def train_sequence_model(
 
     train_targets = [refs[i].target for i in train_idx]
     weight = class_weights(train_targets, train["balanced_loss"])
-    freeze_first(model, train.get("freeze_first", 0))
-    optimizer = make_optimizer(model, train)
-    schedule = build_scheduler(optimizer, train, len(train_loader))
     resume = None
     if resume_dir is not None:
         inputs = file_stamps([*feature_paths, *audio_paths, *(pretrained or {}).values()])
         protocol = sorted((r.clip_id, r.split, r.label) for r in refs)
         resume = resume_path(resume_dir, spec, result_settings(train), seed, inputs, protocol)
     device = resolve_device(train.get("device", "auto"))
-    result = fit(
+    result = train_model(
         model,
         train_loader,
         loader(val_idx),
-        criterion=nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None),
-        optimizer=optimizer,
+        train,
         score=score,
-        epochs=int(train["epochs"]),
+        weights=weight,
         device=device,
         seed=seed,
-        scheduler=schedule.scheduler,
-        scheduler_interval=schedule.interval,
-        before_epoch=staged_training(model, train.get("head_epochs", 0)),
-        patience=train["patience"] or None,
-        amp=bool(train["amp"]),
-        grad_clip=train["grad_clip"] or None,
         checkpoint=resume,
     )
     model.load_state_dict(result.best_state)

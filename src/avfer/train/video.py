@@ -2,7 +2,7 @@
 
 :func:`train_video_model` loads the face frames once (:class:`~avfer.data.frames.FrameStore`, at
 most ``store_frames`` per clip), trains on clips of T face frames (:mod:`avfer.data.clips`) with
-the shared loop (:func:`avfer.train.cnn.train_model` → :func:`avfer.train.fit`: cosine schedule,
+the shared loop (:func:`avfer.train.common.train_model` → :func:`avfer.train.fit`: cosine schedule,
 early stopping, a resumable ``resume-<hash>.pt`` beside ``model.pt`` after every epoch), selects
 the epoch on the dev clips of the protocol run (val without one), and writes the shared outputs:
 ``model.pt``, ``predictions.csv``, ``metrics.json`` and the selection split's ``confusion.svg``.
@@ -34,9 +34,9 @@ from avfer.metrics import (
     write_predictions,
 )
 from avfer.models.video.classifier import VideoClassifier, save_video_model
-from avfer.train.cnn import _interrupted, clip_score, train_model
+from avfer.train.cnn import _interrupted, clip_score
 from avfer.train.cnn_predict import aggregate_frames
-from avfer.train.common import class_weights, file_stamps, resume_path, train_prior
+from avfer.train.common import class_weights, file_stamps, resume_path, train_model, train_prior
 from avfer.train.loop import predict, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
