@@ -174,7 +174,9 @@ class Predictor:
         frame_size = scaled_size(info.display_size, self.settings.frame_max_side)
         to_frame = (frame_size[0] / info.display_size[0], frame_size[1] / info.display_size[1])
         logits: list[np.ndarray] = []
-        with _maybe_writer(annotated, frame_size, info) as writer:
+        # the writer queues up to two chunks, so that a chunk's frames do not wait for the encoder
+        queue_frames = 2 * self.settings.batch_size
+        with _maybe_writer(annotated, frame_size, info, queue_frames) as writer:
 
             def on_chunk(g: GridFrames, subjects: list[Any]) -> None:
                 if not logits:
@@ -194,7 +196,7 @@ class Predictor:
                             for s, lg in zip(subjects, logits, strict=True)
                             if s.out["has_face"][t]
                         ]
-                        writer.write(draw_overlay(g.frame(i), marks))
+                        writer.draw(draw_overlay, g.frame(i), marks)  # drawn in the writer's thread
                 if progress is not None:
                     progress.update(len(g))
 
@@ -282,8 +284,10 @@ class _NoWriter:
         return None
 
 
-def _maybe_writer(path: str | Path | None, size: tuple[int, int], info: Any) -> Any:
-    return video_writer(path, size, audio_from=info) if path is not None else _NoWriter()
+def _maybe_writer(path: str | Path | None, size: tuple[int, int], info: Any, queue_frames: int) -> Any:
+    if path is None:
+        return _NoWriter()
+    return video_writer(path, size, audio_from=info, queue_frames=queue_frames)
 
 
 def read_image(path: str | Path) -> np.ndarray:
