@@ -184,8 +184,8 @@ class Predictor:
         frame_size = scaled_size(info.display_size, self.settings.frame_max_side)
         to_frame = (frame_size[0] / info.display_size[0], frame_size[1] / info.display_size[1])
         logits: list[np.ndarray] = []
-        # the writer queues up to two chunks, so that a chunk's frames do not wait for the encoder
-        queue_frames = 2 * self.settings.batch_size
+        # the writer queues a chunk, so that drawing and encoding it overlap the next chunk's faces
+        queue_frames = self.settings.batch_size
         with _maybe_writer(annotated, frame_size, info, queue_frames) as writer:
 
             def on_chunk(g: GridFrames, subjects: list[Any]) -> None:

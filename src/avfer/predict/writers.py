@@ -65,7 +65,7 @@ class VideoWriter:
         size: tuple[int, int],
         fps: float,
         audio: VideoInfo | None,
-        queue_frames: int = 64,
+        queue_frames: int = 32,
     ) -> None:
         self.path, self.size, self.frames = target, size, 0
         w, h = size
@@ -157,7 +157,7 @@ def video_writer(
     *,
     fps: float = GRID_FPS,
     audio_from: VideoInfo | None = None,
-    queue_frames: int = 64,
+    queue_frames: int = 32,
 ) -> Iterator[VideoWriter]:
     """A :class:`VideoWriter` to ``path`` (``size`` = (width, height)); the file appears
     (renamed atomically) only when the block ends without an error."""
