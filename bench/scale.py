@@ -13,10 +13,12 @@ Every (stage, size) runs in its own Python process, which reports its own peak R
 - ``features``: :func:`avfer.train.cnn_predict.extract_features` of that face cache (one shard);
 - ``sequence``: :func:`avfer.train.sequence.train_sequence_model` (GRU, window 16) for 1 epoch
   on a synthetic 512-d feature cache of 20 x size clips (20-200 frames), then predicting all;
-- ``dag``: ``snakemake -n`` of a 40,000-clip sample sheet (pre-made, empty media files);
+- ``dag``: ``snakemake -n`` of a 40,000-clip sample sheet (``--dag-clips``; pre-made, empty
+  media files) and its job count;
 - ``read``: random single-frame vs sequential reads of the 100x face cache.
 
     python bench/scale.py [--sizes 1 10 100] [--stages faces finetune features sequence dag read]
+                          [--dag-clips 40000]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -215,16 +218,25 @@ def stage_dag(work: Path, size: int, clips: int = 40000) -> dict:
     sheet_s = time.perf_counter() - t0
     snakemake = Path(sys.executable).with_name("snakemake")
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [str(snakemake), "-n", "-q", "--cores", "1", "--configfile", str(work / "config.yaml")],
-        capture_output=True, text=True, env=env, cwd=REPO,
-    )  # fmt: skip
+    # `--quiet rules`: the job stats without one block per job (a bare -q hides the stats too)
+    cmd = [str(snakemake), "-n", "--quiet", "rules", "--cores", "1"]
+    cmd += ["--configfile", str(work / "config.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     dag_s = time.perf_counter() - t0
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
-    lines = (proc.stdout + proc.stderr).splitlines()
-    jobs = next((f"{ln.split()[-1]} jobs" for ln in lines if ln.strip().startswith("total")), "? jobs")
-    return {"what": f"{clips} clips, sheet built in {sheet_s:.1f} s; {jobs.strip()}", "seconds": dag_s}
+    jobs = dry_run_jobs(proc.stdout + "\n" + proc.stderr)
+    return {"what": f"{clips} clips, sheet built in {sheet_s:.1f} s; {jobs}", "seconds": dag_s}
+
+
+def dry_run_jobs(text: str) -> str:
+    """The job count in the output of ``snakemake -n``: the ``total`` row of its last job-stats
+    table ("0 jobs" when there is nothing to do, "? jobs" when it has no table); "before
+    checkpoints" when checkpoints will add jobs."""
+    totals = re.findall(r"^\s*total\s+(\d+)\s*$", text, re.MULTILINE)
+    if not totals:
+        return "0 jobs" if "Nothing to be done" in text else "? jobs"
+    return f"{totals[-1]} jobs" + (" before checkpoints" if "checkpoint jobs" in text else "")
 
 
 STAGES = {
@@ -237,11 +249,11 @@ STAGES = {
 }
 
 
-def child(stage: str, work: Path, size: int) -> None:
+def child(stage: str, work: Path, size: int, dag_clips: int) -> None:
     sys.path.insert(0, str(REPO / "src"))
     if stage == "finetune" and not (work / "faces.h5").exists():
         write_face_cache(work / "faces.h5", BASE_CLIPS * size)
-    out = STAGES[stage](work, size)
+    out = stage_dag(work, size, dag_clips) if stage == "dag" else STAGES[stage](work, size)
     out["rss_mb"] = _rss_mb()
     print("RESULT " + json.dumps(out))
 
@@ -252,10 +264,11 @@ def main() -> None:
     ap.add_argument(
         "--stages", nargs="+", default=["faces", "finetune", "features", "sequence", "read", "dag"]
     )
+    ap.add_argument("--dag-clips", type=int, default=40000, help="clips of the dag stage's sample sheet")
     ap.add_argument("--child", nargs=3, metavar=("STAGE", "WORK", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        child(args.child[0], Path(args.child[1]), int(args.child[2]), args.dag_clips)
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="avfer-scale-") as td:
@@ -264,10 +277,11 @@ def main() -> None:
             work.mkdir()
             for stage in args.stages:
                 if stage in ("dag",) and size != args.sizes[-1]:
-                    continue  # one DAG (40,000 clips) is enough
+                    continue  # one DAG (--dag-clips, 40,000) is enough
                 if stage == "read" and size != args.sizes[-1]:
                     continue
                 cmd = [sys.executable, __file__, "--child", stage, str(work), str(size)]
+                cmd += ["--dag-clips", str(args.dag_clips)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
                 if proc.returncode or line is None:

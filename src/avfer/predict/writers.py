@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,28 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
         )
 
 
+#: A queued frame: (None, (frame,)) or (draw function, its arguments).
+_Item = tuple[Callable[..., np.ndarray] | None, tuple[Any, ...]]
+
+
 class VideoWriter:
     """Annotated frames → H.264 mp4 through one ``ffmpeg`` process (raw RGB on a pipe), with the
     audio of ``audio_from`` (when it has any) muxed back in, aligned to the video start.
-    Made by :func:`video_writer`; :meth:`write` one ``uint8 [H, W, 3]`` frame at a time."""
+    Made by :func:`video_writer`; :meth:`write` one ``uint8 [H, W, 3]`` frame at a time, or
+    :meth:`draw` one to be drawn in the writer's thread.
+
+    Frames reach ffmpeg from a thread through a queue of at most ``queue_frames``, so that the
+    caller's loop runs on while ffmpeg encodes (a chunk of frames written at once does not wait
+    for the encoder); a frame made by :meth:`draw` is drawn in that thread too."""
 
     def __init__(
-        self, target: Path, tmp: Path, size: tuple[int, int], fps: float, audio: VideoInfo | None
+        self,
+        target: Path,
+        tmp: Path,
+        size: tuple[int, int],
+        fps: float,
+        audio: VideoInfo | None,
+        queue_frames: int = 32,
     ) -> None:
         self.path, self.size, self.frames = target, size, 0
         w, h = size
@@ -59,30 +75,56 @@ class VideoWriter:
             offset = audio.audio_start_time - audio.start_time
             cmd += ["-itsoffset", f"{offset:.6f}", "-i", audio.path, "-map", "0:v", "-map", "1:a:0"]
             cmd += ["-c:a", "aac", "-b:a", "128k", "-shortest"]
-        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "ultrafast"]
+        if w % 2 or h % 2:  # yuv420p needs even sizes (on even ones the filter would only copy)
+            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        cmd += ["-c:v", "libx264", "-preset", "ultrafast"]
         cmd += ["-crf", "23", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        # frames go to ffmpeg from a thread, so that drawing the next ones overlaps encoding
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self._failed = False
-        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max(1, queue_frames))
+        self._failed = False  # ffmpeg stopped, a frame failed, or the file is abandoned
+        self._exc: BaseException | None = None  # what a frame's draw function raised
+        self._thread = threading.Thread(target=self._pump, name="avfer-video-writer", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
-        while (data := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
             if self._failed:
                 continue
+            make, args = item
             try:
-                self.proc.stdin.write(data)  # type: ignore[union-attr]
+                frame = args[0] if make is None else np.ascontiguousarray(self._sized(make(*args)), np.uint8)
+            except BaseException as exc:  # raised again in the caller's thread
+                self._exc, self._failed = exc, True
+                continue
+            try:
+                self.proc.stdin.write(memoryview(frame).cast("B"))  # type: ignore[union-attr]
             except (BrokenPipeError, ValueError):
                 self._failed = True
 
-    def write(self, frame: np.ndarray) -> None:
+    def _sized(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape[1::-1] != tuple(self.size):
             raise ValueError(f"frame size {frame.shape[1::-1]} != writer size {self.size}")
+        return frame
+
+    def _raise_failed(self) -> None:
+        if self._exc is not None:
+            raise self._exc
         if self._failed:
             raise AvferError(f"{self.path}: ffmpeg stopped ({self._error()})")
-        self._queue.put(np.ascontiguousarray(frame, np.uint8).tobytes())
+
+    def write(self, frame: np.ndarray) -> None:
+        """Queue a copy of ``frame`` for the encoder."""
+        frame = np.array(self._sized(frame), np.uint8, order="C")
+        self._raise_failed()
+        self._queue.put((None, (frame,)))
+        self.frames += 1
+
+    def draw(self, make: Callable[..., np.ndarray], *args: Any) -> None:
+        """Queue the frame ``make(*args)``, drawn in the writer's thread (``args`` are held, not
+        copied, until then: do not modify them); what ``make`` raises is raised again by the
+        next :meth:`write`, :meth:`draw` or :meth:`close`."""
+        self._raise_failed()
+        self._queue.put((make, args))
         self.frames += 1
 
     def _error(self) -> str:
@@ -90,27 +132,37 @@ class VideoWriter:
         return (err.splitlines() or ["no message"])[-1]
 
     def close(self, ok: bool = True) -> None:
-        """Finish the file (``ok``) or abandon it; raises when ffmpeg failed."""
+        """Finish the file (``ok``) or abandon it; raises when ffmpeg or a frame failed."""
         if not ok:
             self._failed = True
         self._queue.put(None)
         self._thread.join()
         with contextlib.suppress(BrokenPipeError):
             self.proc.stdin.close()  # type: ignore[union-attr]
-        if not ok:
+        if not ok or self._exc is not None:
             self.proc.kill()
-        if self.proc.wait() != 0 and ok:
+        code = self.proc.wait()
+        if not ok:
+            return
+        if self._exc is not None:
+            raise self._exc
+        if code != 0:
             raise AvferError(f"{self.path}: ffmpeg failed to write the annotated video ({self._error()})")
 
 
 @contextlib.contextmanager
 def video_writer(
-    path: str | Path, size: tuple[int, int], *, fps: float = GRID_FPS, audio_from: VideoInfo | None = None
+    path: str | Path,
+    size: tuple[int, int],
+    *,
+    fps: float = GRID_FPS,
+    audio_from: VideoInfo | None = None,
+    queue_frames: int = 32,
 ) -> Iterator[VideoWriter]:
     """A :class:`VideoWriter` to ``path`` (``size`` = (width, height)); the file appears
     (renamed atomically) only when the block ends without an error."""
     with atomic_path(path) as tmp:
-        writer = VideoWriter(Path(path), tmp, size, fps, audio_from)
+        writer = VideoWriter(Path(path), tmp, size, fps, audio_from, queue_frames)
         try:
             yield writer
         except BaseException:
@@ -119,13 +171,39 @@ def video_writer(
         writer.close()
 
 
-def write_timeline(path: str | Path, frames: pd.DataFrame, title: str = "", max_tracks: int = 4) -> None:
-    """Per-emotion probability over time, one panel per face track (the longest
-    ``max_tracks``), plus the audio and fused curves when the table has them."""
+_pyplot_import: threading.Thread | None = None
+
+
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _import_pyplot() -> None:
+    with contextlib.suppress(Exception):  # write_timeline imports it again and reports a failure
+        _pyplot()
+
+
+def preload_timeline() -> None:
+    """Start importing matplotlib (about a second) in a background thread, so that it overlaps
+    the frame loop instead of delaying :func:`write_timeline`; once per process."""
+    global _pyplot_import
+    if _pyplot_import is None and "matplotlib.pyplot" not in sys.modules:
+        _pyplot_import = threading.Thread(target=_import_pyplot, name="avfer-matplotlib", daemon=True)
+        _pyplot_import.start()
+
+
+def write_timeline(path: str | Path, frames: pd.DataFrame, title: str = "", max_tracks: int = 4) -> None:
+    """Per-emotion probability over time, one panel per face track (the longest
+    ``max_tracks``), plus the audio and fused curves when the table has them."""
+    if _pyplot_import is not None:
+        _pyplot_import.join()  # a half-done import in the other thread would be seen here
+    plt = _pyplot()
 
     faces = frames[frames["face_id"] >= 0]
     tracks = faces["face_id"].value_counts().index[:max_tracks].sort_values().tolist()
