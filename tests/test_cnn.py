@@ -20,14 +20,7 @@ from avfer.train.cnn import finetune, pretrain
 from avfer.train.cnn_predict import aggregate_frames, extract_features
 from avfer.train.common import class_weights, resume_path
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models on a shared 2-core machine: one intra-op thread is fastest."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")
