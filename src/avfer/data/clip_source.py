@@ -61,7 +61,9 @@ class ClipRef:
         return EMOTIONS.index(self.label) if self.label else -1
 
 
-def _fit_length(arr: np.ndarray, length: int) -> np.ndarray:
+def fit_length(arr: np.ndarray, length: int) -> np.ndarray:
+    """``arr`` cut or zero-padded (invalid) to ``length`` frames (audio and video grids may differ
+    by a frame)."""
     if len(arr) >= length:
         return arr[:length]
     pad = np.zeros((length - len(arr), *arr.shape[1:]), dtype=arr.dtype)
@@ -177,7 +179,7 @@ class ClipSource(Sequence[Clip]):
                 log.warning("%s: %d video frames but %d audio frames", ref.clip_id, t_video, t_audio)
             for key in ("audio", "audio_mask"):
                 if key in arrays:
-                    arrays[key] = _fit_length(arrays[key], t_video)
+                    arrays[key] = fit_length(arrays[key], t_video)
         arrays = {k: v for k, v in arrays.items() if k in keys}
         for k in ("video", "audio", "functionals"):
             if k in arrays:

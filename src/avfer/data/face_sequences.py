@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from avfer.data.clip_source import ClipSource
+from avfer.data.clip_source import ClipSource, fit_length
 from avfer.data.frames import FrameStore
 from avfer.data.sequences import Standardizer
 from avfer.labels import EMOTIONS
@@ -88,17 +88,10 @@ class FaceSequences(Dataset):
                 mask = np.zeros(length, bool)
             else:
                 arrays = source.read(k, ("audio", "audio_mask")).arrays
-                lld, mask = _fit(arrays["audio"], length), _fit(arrays["audio_mask"], length)
+                lld, mask = fit_length(arrays["audio"], length), fit_length(arrays["audio_mask"], length)
             mask = mask[start:end]
             out["audio"], out["audio_mask"] = norm(lld[start:end], mask), mask
         return out
-
-
-def _fit(arr: np.ndarray, length: int) -> np.ndarray:
-    """``arr`` cut or zero-padded to ``length`` frames (audio and video grids may differ by a frame)."""
-    if len(arr) >= length:
-        return arr[:length]
-    return np.concatenate([arr, np.zeros((length - len(arr), *arr.shape[1:]), arr.dtype)])
 
 
 def collate_face_sequences(items: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

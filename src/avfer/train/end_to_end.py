@@ -60,17 +60,15 @@ class EndToEndData:
         self.clips = self.store.clips
         self.audio: tuple[ClipSource, Standardizer] | None = None
         self.hears = "audio" in model.head.frame_keys
+        self.visible = self.clips["n_faces"].to_numpy() > 0
         if self.hears:
             if not audio_paths:
                 raise AvferError(f"{ckpt['spec']['name']} hears: the end-to-end model needs the audio caches")
             source = ClipSource((), audio_paths, keys=("audio", "audio_mask"), assignment=assignment)
             self.audio = (source, Standardizer.from_state(ckpt["norms"]["audio"]))
-        faces = self.clips["n_faces"].to_numpy() > 0
-        if self.hears:
             has_audio = {r.clip_id: source.visible(i) for i, r in enumerate(source.refs)}
             sound = self.clips["clip_id"].map(lambda c: has_audio.get(c, False)).to_numpy(bool)
-            faces = faces | (sound & (self.clips["n_frames"].to_numpy() > 0))
-        self.visible = faces
+            self.visible |= sound & (self.clips["n_frames"].to_numpy() > 0)
 
     def dataset(self, rows: Sequence[int], window: int | None, train: bool) -> FaceSequences:
         return FaceSequences(self.store, rows, window=window, train=train, audio=self.audio)
