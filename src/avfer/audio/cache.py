@@ -93,8 +93,8 @@ def lld_column_names(names: Iterable[str], with_std: bool) -> list[str]:
 
 def check_segments(extractor: LldExtractor) -> None:
     """Raise :class:`FeatureSetError` when the feature set gives no LLD frame on a 40 ms segment
-    (its LLD level joins contours of longer windows, e.g. ComParE's and eGeMAPS's 60 ms pitch)."""
-    if not len(extractor(np.zeros(extractor.sample_rate // int(GRID_FPS), np.float32)).lld):
+    (:attr:`LldExtractor.fits_grid_frame`)."""
+    if not extractor.fits_grid_frame:
         raise FeatureSetError(
             f"audio.lld_segments: {extractor.feature_set} gives no LLD frame on a 40 ms segment (its LLD"
             " windows are longer); use feature_set emo_large or lld_segments: false"

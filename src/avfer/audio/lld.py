@@ -19,6 +19,7 @@ with the source include and its file sinks (``cArffSink``/``cCsvSink``) with the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from avfer.errors import AvferError
+from avfer.video import GRID_FPS
 
 BUILTIN_SETS: dict[str, tuple[str, str, float]] = {
     # name -> (where the config lies: the opensmile package's config root or avfer's shipped
@@ -187,6 +189,13 @@ class LldExtractor:
         finally:
             Path(log_path).unlink(missing_ok=True)
         return smile
+
+    @functools.cached_property
+    def fits_grid_frame(self) -> bool:
+        """Whether a 40 ms signal (one 25 fps grid frame) gives an LLD frame (not for sets whose LLD
+        level joins contours of longer windows, e.g. ComParE's and eGeMAPS's 60 ms pitch);
+        measured once per extractor."""
+        return bool(len(self(np.zeros(self.sample_rate // int(GRID_FPS), np.float32)).lld))
 
     @staticmethod
     def _names(smile: Any, sink: str) -> list[str]:
