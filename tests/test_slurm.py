@@ -242,17 +242,19 @@ def _test_profile(dest: Path) -> Path:
 
 def _sbatch_wrapper(bin_dir: Path, calls: Path, path: str) -> Path:
     """``sbatch`` and ``srun`` first on PATH (sbatch exports PATH to the job, whose step the
-    jobstep plugin launches with ``srun --gpus=...``) that append their arguments (one call a
-    line, the tool's name first) to ``calls`` and run the real tool without the GPU requests
-    (``--gpus=...``, ``--gres=gpu...``; the first on ``path``): the test cluster has no GPU."""
+    jobstep plugin launches with ``srun --gpus=...``) that record their arguments (a file per
+    call in the folder ``calls``, named by the tool: calls run concurrently, and appends to one
+    shared file interleave) and run the real tool without the GPU requests (``--gpus=...``,
+    ``--gres=gpu...``; the first on ``path``): the test cluster has no GPU."""
     bin_dir.mkdir(parents=True)
+    calls.mkdir(parents=True)
     for tool in ("sbatch", "srun"):
         real = shutil.which(tool, path=path)
         assert real, f"{tool} not found"
         wrapper = bin_dir / tool
         wrapper.write_text(
             "#!/usr/bin/env bash\n"
-            f'printf "%s\\x1f" {tool} "$@" >> "{calls}"; echo >> "{calls}"\n'
+            f'printf "%s\\x1f" "$@" > "$(mktemp "{calls}/{tool}.XXXXXXXX")"\n'
             "args=()\n"
             'for a in "$@"; do case "$a" in --gpus=*|--gres=gpu*) ;; *) args+=("$a");; esac; done\n'
             f'exec "{real}" "${{args[@]}}"\n'
@@ -263,8 +265,7 @@ def _sbatch_wrapper(bin_dir: Path, calls: Path, path: str) -> Path:
 
 def _sbatch_calls(calls: Path, tool: str = "sbatch") -> list[list[str]]:
     """The recorded calls of ``tool`` (their arguments)."""
-    lines = [line.rstrip("\x1f").split("\x1f") for line in calls.read_text().splitlines() if line]
-    return [args[1:] for args in lines if args[0] == tool]
+    return [f.read_text().rstrip("\x1f").split("\x1f") for f in sorted(calls.glob(f"{tool}.*"))]
 
 
 # Wall-clock measurements that outputs record (audio summary, late-fusion report): they differ
@@ -360,7 +361,7 @@ def test_slurm_run_matches_local_run(slurm_cluster: SlurmCluster, tmp_path: Path
     cfg.write_text(yaml.safe_dump(TINY_CONFIG))
     common = [TARGET, "--configfile", str(cfg)]  # --configfile takes several values: keep it last
 
-    calls = tmp_path / "sbatch_calls.txt"
+    calls = tmp_path / "calls"
     env = dict(slurm_cluster.env)
     path = env.get("PATH", os.environ["PATH"])
     env["PATH"] = f"{_sbatch_wrapper(tmp_path / 'bin', calls, path)}:{path}"
