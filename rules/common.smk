@@ -400,6 +400,26 @@ def seeded_inputs(wildcards) -> dict[str, Any]:
     return early_fusion_inputs(w)
 
 
+def fusion_member_problem(name: str) -> str | None:
+    """Why the workflow cannot train the fused model ``name`` (None when it can)."""
+    from avfer.models.specs import parse_model_name
+
+    parsed = parse_model_name(name)
+    if parsed.family == "video":
+        base = name.split("@")[0]
+        known = video_models()
+        return None if base in known else f"{base} is not in video_models.models ({', '.join(known) or 'none'})"
+    if parsed.backbone is not None and parsed.backbone not in backbones():
+        return f"{parsed.backbone} is not in cnn.backbones ({', '.join(backbones())})"
+    return None
+
+
+for _m in config["fusion"]["models"]:
+    _problem = fusion_member_problem(_m)
+    if _problem:
+        raise WorkflowError(f"config: fusion.models lists {_m}, which the workflow cannot train: {_problem}")
+
+
 # --- static evaluation of the FER2013 image models (rules/static.smk)
 
 STATIC_EVAL = config["pretrain"]["evaluate_static"]

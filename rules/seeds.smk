@@ -1,7 +1,9 @@
 # Several runs of one model as separate ensemble members: fusion.models may list
-# <model>@seed<k> (e.g. cnn_resnet50@seed1, bgru_att_vgg16@seed2, audio_mlp@seed3), trained like
-# <model> but with seed k → <run>/models/<model>@seed<k>/. A seeded temporal head or early fusion
-# reads the features / encoders of the unseeded base models.
+# <model>@seed<k> (e.g. cnn_resnet50@seed1, bgru_att_vgg16@seed2, audio_mlp@seed3,
+# e2e_bgru_vgg16@seed1, r2plus1d_18@seed2), trained like <model> but with seed k
+# → <run>/models/<model>@seed<k>/. A seeded temporal head or early fusion reads the features /
+# encoders of the unseeded base models; a seeded end-to-end model starts from the unseeded CNN
+# and sequence model, like its base.
 
 
 rule finetune_cnn_seeded:
@@ -62,3 +64,38 @@ rule train_sequence_seeded:
         "../envs/torch.yaml"
     script:
         "../workflow/scripts/train_sequence_model.py"
+
+
+use rule train_end_to_end as train_end_to_end_seeded with:
+    output:
+        model="{run}/models/e2e_{model}_{backbone}@seed{seed}/model.pt",
+        predictions="{run}/models/e2e_{model}_{backbone}@seed{seed}/predictions.csv",
+        metrics="{run}/models/e2e_{model}_{backbone}@seed{seed}/metrics.json",
+    params:
+        seed=lambda wildcards: int(wildcards.seed),
+        resume_dir="{run}/models/e2e_{model}_{backbone}@seed{seed}",
+    wildcard_constraints:
+        model=E2E_MODEL_RE,
+        backbone=BACKBONE_RE,
+        seed=r"\d+",
+    log:
+        "{run}/logs/train_end_to_end/e2e_{model}_{backbone}@seed{seed}.log",
+    benchmark:
+        "{run}/benchmarks/train_end_to_end/e2e_{model}_{backbone}@seed{seed}.tsv"
+
+
+use rule train_video_model as train_video_model_seeded with:
+    output:
+        model="{run}/models/{video_model}@seed{seed}/model.pt",
+        predictions="{run}/models/{video_model}@seed{seed}/predictions.csv",
+        metrics="{run}/models/{video_model}@seed{seed}/metrics.json",
+        confusion="{run}/models/{video_model}@seed{seed}/confusion.svg",
+    params:
+        seed=lambda wildcards: int(wildcards.seed),
+    wildcard_constraints:
+        video_model=VIDEO_MODEL_RE,
+        seed=r"\d+",
+    log:
+        "{run}/logs/train_video_model/{video_model}@seed{seed}.log",
+    benchmark:
+        "{run}/benchmarks/train_video_model/{video_model}@seed{seed}.tsv"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from avfer.config import ConfigError, load_config, load_schema, validate_config
 
@@ -22,9 +23,12 @@ def _walk(schema: dict, path: str = ""):
 
 
 def test_every_schema_key_is_described_and_objects_closed():
+    # a flow-style description with an unquoted comma splits into stray keys: caught here
+    keywords = set(Draft202012Validator.VALIDATORS) | {"$schema", "description", "default", "title", "examples"}
     for path, sub in _walk(load_schema()):
         if path:
             assert sub.get("description"), f"{path} has no description"
+        assert set(sub) <= keywords, f"{path}: not JSON-schema keywords: {sorted(set(sub) - keywords)}"
         if sub.get("type") == "object" and "properties" in sub:
             assert sub.get("additionalProperties") is False, f"{path} accepts unknown keys"
 
