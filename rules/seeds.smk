@@ -6,16 +6,13 @@
 # and sequence model, like its base.
 
 
-rule finetune_cnn_seeded:
-    input:
-        unpack(cnn_finetune_inputs),
+use rule finetune_cnn as finetune_cnn_seeded with:
     output:
         model="{run}/models/cnn_{backbone}@seed{seed}/model.pt",
         predictions="{run}/models/cnn_{backbone}@seed{seed}/predictions.csv",
         metrics="{run}/models/cnn_{backbone}@seed{seed}/metrics.json",
         confusion="{run}/models/cnn_{backbone}@seed{seed}/confusion.svg",
     params:
-        cnn=result_settings(config["cnn"], "backbones"),
         seed=lambda wildcards: int(wildcards.seed),
     wildcard_constraints:
         backbone=BACKBONE_RE,
@@ -24,15 +21,6 @@ rule finetune_cnn_seeded:
         "{run}/logs/finetune_cnn/{backbone}@seed{seed}.log",
     benchmark:
         "{run}/benchmarks/finetune_cnn/{backbone}@seed{seed}.tsv"
-    threads: config["cnn"]["resources"]["threads"]
-    resources:
-        mem_mb=scaled_mem(config["cnn"]["resources"]["mem_mb"]),
-        runtime=config["cnn"]["resources"]["runtime"],
-        gpu=config["cnn"]["resources"]["gpu"],
-    conda:
-        "../envs/torch.yaml"
-    script:
-        "../workflow/scripts/finetune_cnn.py"
 
 
 rule train_sequence_seeded:
