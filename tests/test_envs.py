@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from rule_blocks import rule_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
@@ -83,13 +84,9 @@ def _pins(env: dict) -> tuple[dict[str, str | None], dict[str, str]]:
 def _rules() -> dict[str, dict[str, str]]:
     """rule name -> its directives that name a file (conda, script), from rules/*.smk."""
     rules = {}
-    for smk in sorted((REPO / "rules").glob("*.smk")):
-        text = smk.read_text()
-        blocks = re.split(r"^(?=(?:rule|checkpoint)\s+\w+\s*:)", text, flags=re.M)[1:]
-        for block in blocks:
-            name = re.match(r"(?:rule|checkpoint)\s+(\w+)", block).group(1)
-            files = dict(re.findall(r"^\s+(conda|script):\s*\n?\s*[\"']([^\"']+)[\"']", block, re.M))
-            rules[name] = {k: str((smk.parent / v).resolve()) for k, v in files.items()}
+    for name, (smk, block) in rule_blocks().items():
+        files = dict(re.findall(r"^\s+(conda|script):\s*\n?\s*[\"']([^\"']+)[\"']", block, re.M))
+        rules[name] = {k: str((smk.parent / v).resolve()) for k, v in files.items()}
     assert rules, "no rules found"
     return rules
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from rule_blocks import rule_blocks
 from slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,28 +87,14 @@ LOCAL_RUN_TIMEOUT_S = 600  # the reference run with --cores 2
 # ---------------------------------------------------------------- fast checks (no SLURM needed)
 
 
-def _rule_blocks() -> dict[str, str]:
-    """Each rule's name and text (a ``use rule A as B`` rule: A's text, with what B changes)."""
-    texts = [
-        t
-        for smk in (REPO / "rules").glob("*.smk")
-        for t in re.split(r"^(?=rule |checkpoint |use rule )", smk.read_text(), flags=re.M)
-    ]
-    blocks = {m.group(1): t for t in texts if (m := re.match(r"(?:rule|checkpoint)\s+(\w+)\s*:", t))}
-    for t in texts:
-        if m := re.match(r"use rule (\w+) as (\w+)", t):
-            blocks[m.group(2)] = blocks[m.group(1)] + t
-    return blocks
-
-
 def _rule_names() -> set[str]:
-    return set(_rule_blocks())
+    return set(rule_blocks())
 
 
 def test_every_rule_with_a_gpu_resource_asks_the_cluster_for_one():
     """A rule that can use a GPU (``gpu=`` in its resources) gets the profile's GPU request:
     otherwise it runs on a CPU-only SLURM allocation, silently."""
-    gpu_rules = {name for name, block in _rule_blocks().items() if re.search(r"^\s+gpu=", block, re.M)}
+    gpu_rules = {name for name, (_, block) in rule_blocks().items() if re.search(r"^\s+gpu=", block, re.M)}
     assert {"train_end_to_end", "train_end_to_end_seeded", "train_video_model_seeded"} <= gpu_rules
     prof = yaml.safe_load(SLURM_PROFILE.read_text())
     assert gpu_rules == set(prof["set-resources"]), gpu_rules ^ set(prof["set-resources"])
