@@ -44,6 +44,7 @@ include: "rules/fusion.smk"
 include: "rules/bundle.smk"
 include: "rules/seeds.smk"
 include: "rules/static.smk"
+include: "rules/face_model.smk"
 
 
 # Cheap bookkeeping rules run in the main Snakemake process, never as cluster jobs.

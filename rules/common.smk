@@ -158,6 +158,13 @@ def pretrain_inputs(wildcards) -> list[str]:
     return [d["path"] for d in config["pretrain"]["datasets"]] + ([init] if init else [])
 
 
+def face_model_inputs(wildcards) -> list[str]:
+    """train_face_model reads its static datasets (csv files, label files, folders or archives)."""
+    fm = config["face_model"]
+    paths = [p for d in fm["datasets"] for p in (d["path"], d.get("labels")) if p]
+    return paths + ([fm["fer2013_csv"]] if fm.get("fer2013_csv") else [])
+
+
 def run_splits(wildcards) -> str:
     """The split assignment of a run (what trains, selects, fuses and tests)."""
     return f"{wildcards.run}/splits.csv"

@@ -208,11 +208,14 @@ class FrameStore:
 
 
 class ImageBatches(Dataset):
-    """``dataset[list_of_indices]`` → ``(uint8 images [B, S, S, C], int64 targets [B])``;
-    ``images`` an in-memory array or :class:`LazyFrames`."""
+    """``dataset[list_of_indices]`` → ``(uint8 images [B, S, S, C], targets)``: int64 labels
+    ``[B]``, or float32 label distributions ``[B, classes]`` when ``targets`` is 2-D (soft
+    labels, e.g. FER+ votes); ``images`` an in-memory array or :class:`LazyFrames`."""
 
     def __init__(self, images: np.ndarray | LazyFrames, targets: np.ndarray) -> None:
-        self.images, self.targets = images, np.asarray(targets, np.int64)
+        targets = np.asarray(targets)
+        self.images = images
+        self.targets = targets.astype(np.float32) if targets.ndim == 2 else targets.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -41,7 +41,7 @@ from avfer.models.xception import FER2013_ORDER
 
 log = logging.getLogger(__name__)
 
-STATIC_FORMATS = ("fer2013", "rafdb", "affectnet", "folder")
+STATIC_FORMATS = ("fer2013", "ferplus", "ckplus", "rafdb", "affectnet", "folder")
 RAFDB_LABELS = {1: "Surprise", 2: "Fear", 3: "Disgust", 4: "Happy", 5: "Sad", 6: "Angry", 7: "Neutral"}
 AFFECTNET_LABELS = {0: "Neutral", 1: "Happy", 2: "Sad", 3: "Surprise", 4: "Fear", 5: "Disgust", 6: "Angry"}
 AFFECTNET_DROPPED = {7: "Contempt", 8: "None", 9: "Uncertain", 10: "Non-Face"}
@@ -51,28 +51,48 @@ _SPLITS = ("train", "val", "test")
 
 @dataclass
 class StaticSet:
-    """Decoded images ``[N, S, S, C]`` uint8 with canonical ``labels`` (index), ``splits`` and
-    ``sources`` (dataset name) per image."""
+    """Decoded images ``[N, S, S, C]`` uint8 with canonical ``labels`` (index), ``splits``,
+    ``sources`` (dataset name) and ``soft`` label distributions ``[N, 7]`` (the FER+ crowd's
+    votes; one-hot for datasets with one label an image) per image."""
 
     images: np.ndarray
     labels: np.ndarray
     splits: np.ndarray
     sources: np.ndarray
+    soft: np.ndarray
+
+    def select(self, mask: np.ndarray) -> StaticSet:
+        """The images where ``mask`` is true."""
+        return StaticSet(
+            self.images[mask], self.labels[mask], self.splits[mask], self.sources[mask], self.soft[mask]
+        )
 
     def part(self, split: str) -> StaticSet:
         """The images of one split."""
-        m = self.splits == split
-        return StaticSet(self.images[m], self.labels[m], self.splits[m], self.sources[m])
+        return self.select(self.splits == split)
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    """Label indices → one-hot distributions ``[N, 7]`` float32."""
+    return np.eye(len(EMOTIONS), dtype=np.float32)[np.asarray(labels, np.int64)]
 
 
 def read_fer2013(path: str | Path, size: int = 48, chans: int = 1) -> tuple[np.ndarray, pd.DataFrame]:
-    """FER2013 csv → (images ``[N, size, size, chans]``, rows ``label, split``)."""
+    """FER2013 csv (plain or ``.gz``) → (images ``[N, size, size, chans]``, rows ``label, split,
+    row``); ``row`` is the 0-based data row of the file. Rows with an empty ``pixels`` field (174
+    in the FER+ reconstruction of FER2013) are dropped and counted in the log."""
     from avfer.data.transforms import fit_images
 
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: FER2013 csv does not exist")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "pixels" in df.columns:
+        df["row"] = np.arange(len(df))
+        empty = df["pixels"].str.strip() == ""
+        if empty.any():
+            log.info("%s: dropping %d rows without pixels", path, int(empty.sum()))
+            df = df[~empty].reset_index(drop=True)
     if not {"emotion", "pixels"} <= set(df.columns):
         raise DatasetError(f"{path}: FER2013 csv needs columns emotion, pixels (found {list(df.columns)})")
     codes = pd.to_numeric(df["emotion"], errors="coerce")
@@ -80,14 +100,16 @@ def read_fer2013(path: str | Path, size: int = 48, chans: int = 1) -> tuple[np.n
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DatasetError(
-            f"{path}:{i + 2}: unknown FER2013 emotion {df['emotion'].iloc[i]!r} (expected 0-6)"
+            f"{path}:{df['row'].iloc[i] + 2}: unknown FER2013 emotion {df['emotion'].iloc[i]!r} (expected 0-6)"
         )
     lengths = df["pixels"].str.count(" ") + 1
     side = int(round(float(np.sqrt(lengths.iloc[0])))) if len(df) else 48
     wrong = lengths != side * side
     if wrong.any():
         i = int(np.flatnonzero(wrong.to_numpy())[0])
-        raise DatasetError(f"{path}:{i + 2}: {lengths.iloc[i]} pixel values, expected {side * side}")
+        raise DatasetError(
+            f"{path}:{df['row'].iloc[i] + 2}: {lengths.iloc[i]} pixel values, expected {side * side}"
+        )
     pixels = np.empty((len(df), side, side, 1), np.uint8)
     for i in range(0, len(df), 4096):  # parse in chunks: the whole set is ~80M numbers
         chunk = np.fromstring(" ".join(df["pixels"].iloc[i : i + 4096]), dtype=np.int64, sep=" ")
@@ -100,7 +122,13 @@ def read_fer2013(path: str | Path, size: int = 48, chans: int = 1) -> tuple[np.n
         splits = df["Usage"].str.lower().map(usage)
     else:
         splits = pd.Series(["train"] * len(df))
-    rows = pd.DataFrame({"label": [FER2013_ORDER[c] for c in codes.astype(int)], "split": splits.to_numpy()})
+    rows = pd.DataFrame(
+        {
+            "label": [FER2013_ORDER[c] for c in codes.astype(int)],
+            "split": splits.to_numpy(),
+            "row": df["row"].to_numpy(),
+        }
+    )
     return fit_images(pixels, size, chans).numpy(), rows
 
 
@@ -246,8 +274,20 @@ def load_static(
         fmt, path = entry["format"], entry["path"]
         name = entry.get("name") or f"{fmt}{k}"
         split = entry.get("split") or "auto"
+        soft = None
         if fmt == "fer2013":
             images, rows = read_fer2013(path, size, chans)
+        elif fmt == "ferplus":
+            from avfer.data.ferplus import read_ferplus
+
+            if not entry.get("labels"):
+                raise DatasetError(f"pretrain dataset {name}: ferplus needs labels (the fer2013new.csv)")
+            images, rows, soft = read_ferplus(path, entry["labels"], size, chans)
+        elif fmt == "ckplus":
+            from avfer.data.ferplus import read_ckplus
+
+            shares = entry.get("subject_split") or (0.0, 0.0, 1.0)
+            images, rows = read_ckplus(path, size, chans, shares, entry.get("split_seed", 0))
         elif fmt in ("rafdb", "affectnet", "folder"):
             if fmt == "rafdb":
                 rows = list_rafdb(path, entry.get("images"))
@@ -260,6 +300,7 @@ def load_static(
         else:
             raise DatasetError(f"pretrain dataset {name}: format {fmt!r} not one of {STATIC_FORMATS}")
         labels = np.array([EMOTIONS.index(x) for x in rows["label"]], np.int64)
+        soft = one_hot(labels) if soft is None or not entry.get("soft_labels", True) else soft
         splits = np.array(rows["split"] if split == "auto" else [split] * len(rows), dtype=object)
         keep = np.arange(len(rows))
         if entry.get("max_images") and len(rows) > entry["max_images"]:
@@ -268,12 +309,18 @@ def load_static(
             images = decode_images(rows.iloc[keep].reset_index(drop=True), size, chans, workers)
         else:
             images = images[keep]
-        labels, splits = labels[keep], splits[keep]
+        labels, splits, soft = labels[keep], splits[keep], soft[keep]
+        if entry.get("repeat", 1) > 1:  # oversample a small set's training images
+            idx = np.concatenate(
+                [np.flatnonzero(splits != "train")]
+                + [np.flatnonzero(splits == "train")] * int(entry["repeat"])
+            )
+            images, labels, splits, soft = images[idx], labels[idx], splits[idx], soft[idx]
         if not (splits == "val").any() and val_fraction > 0:
             _carve_val(splits, labels, val_fraction, rng)
         counts = {s: int((splits == s).sum()) for s in _SPLITS}
         log.info("pretrain dataset %s (%s, %s): %d images %s", name, fmt, path, len(labels), counts)
-        parts.append(StaticSet(images, labels, splits, np.array([name] * len(labels), dtype=object)))
+        parts.append(StaticSet(images, labels, splits, np.array([name] * len(labels), dtype=object), soft))
     if not parts:
         raise DatasetError("pretrain.datasets is empty: nothing to pre-train on")
     return StaticSet(
@@ -281,4 +328,5 @@ def load_static(
         np.concatenate([p.labels for p in parts]),
         np.concatenate([p.splits for p in parts]).astype(str),
         np.concatenate([p.sources for p in parts]).astype(str),
+        np.concatenate([p.soft for p in parts]),
     )
