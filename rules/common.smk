@@ -148,8 +148,11 @@ if config["cnn"]["backbones"] and not PRETRAIN:
 
 
 def local_weights(backbone: str) -> str | None:
-    """cnn.pretrained_paths[backbone], else cnn.pretrained_path (local weights of a backbone)."""
-    return config["cnn"]["pretrained_paths"].get(backbone) or config["cnn"]["pretrained_path"]
+    """The local weights a backbone starts from (avfer.train.cnn.local_weights: cnn.pretrained_paths,
+    cnn.pretrained_path, or the shipped face model for cnn.pretrained: ferplus)."""
+    from avfer.models.zoo import local_weights as weights_of
+
+    return weights_of(backbone, config["cnn"])
 
 
 def pretrain_inputs(wildcards) -> list[str]:

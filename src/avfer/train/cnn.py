@@ -34,6 +34,7 @@ from avfer.metrics import (
     write_predictions,
 )
 from avfer.models.face import FaceModel, save_face_model
+from avfer.models.zoo import local_weights
 from avfer.train.cnn_predict import aggregate_frames, predict_clips
 from avfer.train.common import (
     class_weights,
@@ -53,8 +54,8 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
     """A :class:`FaceModel` shaped by the ``cnn`` config, initialised from ``init`` (a local
     weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5), else
     from ``cnn.pretrained_paths[backbone]`` / ``cnn.pretrained_path``, else ``cnn.pretrained``
-    (``imagenet``: timm's / torchvision's download); its feature layer ``cnn.feature_layers[backbone]``,
-    else ``cnn.feature_layer``."""
+    (``ferplus``: the shipped face model; ``imagenet``: timm's / torchvision's download); its
+    feature layer ``cnn.feature_layers[backbone]``, else ``cnn.feature_layer``."""
     init = init or local_weights(backbone, cnn)
     layer = (cnn.get("feature_layers") or {}).get(backbone) or cnn.get("feature_layer", "penultimate")
     return FaceModel(
@@ -64,16 +65,10 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
         augment=cnn["augment"],
         normalization=cnn["normalization"],
         pretrained_path=init,
-        pretrained=cnn.get("pretrained", "none") if not init else "none",
+        pretrained="imagenet" if not init and cnn.get("pretrained") == "imagenet" else "none",
         feature_layer=layer,
         feature_map_size=cnn.get("feature_map_size"),
     )
-
-
-def local_weights(backbone: str, cnn: Mapping[str, Any]) -> str | None:
-    """The local weights file of ``backbone``: ``cnn.pretrained_paths[backbone]``, else
-    ``cnn.pretrained_path`` (every backbone), else None."""
-    return (cnn.get("pretrained_paths") or {}).get(backbone) or cnn.get("pretrained_path")
 
 
 def _score(select_on: str) -> Score:
