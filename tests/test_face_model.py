@@ -54,7 +54,7 @@ def ferplus():
 def test_fer2013_counts_equal_the_shared_readme(fer2013):
     images, rows = fer2013
     assert images.shape == (35713, 48, 48, 1)
-    # README: rows with pixels per Usage and class, FER2013 order (Angry Disgust Fear Happy Sad Surprise Neutral)
+    # README: rows with pixels per Usage and class, in FER2013's order
     expected = {
         "train": [3971, 435, 4081, 7186, 4795, 3161, 4932],
         "val": [466, 56, 496, 891, 652, 414, 604],

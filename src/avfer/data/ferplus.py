@@ -77,7 +77,8 @@ def read_ferplus(
     votes = read_ferplus_votes(labels_csv)
     if rows["row"].max() >= len(votes):
         raise DatasetError(
-            f"{labels_csv}: {len(votes)} rows, but {fer_csv} has row {rows['row'].max() + 1}; not the same order"
+            f"{labels_csv}: {len(votes)} rows, but {fer_csv} has row {rows['row'].max() + 1};"
+            " not the same order"
         )
     v = votes.iloc[rows["row"].to_numpy()].reset_index(drop=True)
     usage = {"training": "train", "publictest": "val", "privatetest": "test"}

@@ -100,7 +100,8 @@ def read_fer2013(path: str | Path, size: int = 48, chans: int = 1) -> tuple[np.n
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DatasetError(
-            f"{path}:{df['row'].iloc[i] + 2}: unknown FER2013 emotion {df['emotion'].iloc[i]!r} (expected 0-6)"
+            f"{path}:{df['row'].iloc[i] + 2}: unknown FER2013 emotion {df['emotion'].iloc[i]!r}"
+            " (expected 0-6)"
         )
     lengths = df["pixels"].str.count(" ") + 1
     side = int(round(float(np.sqrt(lengths.iloc[0])))) if len(df) else 48

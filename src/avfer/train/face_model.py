@@ -168,10 +168,10 @@ def train_face_model(
     train_loader = batch_loader(train.images, targets, batch_size=bs, shuffle=True, drop_last=True, seed=seed)
     sel = val_sets[primary]
     val_loader = batch_loader(sel.images, sel.labels, batch_size=256)
+    sources = {str(n): int(c) for n, c in zip(*np.unique(train.sources, return_counts=True), strict=True)}
     log.info(
         "face model %s: %d training images (%s), selecting on %d %s val images",
-        cfg["backbone"], len(train.labels), dict(zip(*np.unique(train.sources, return_counts=True), strict=True)),
-        len(sel.labels), primary,
+        cfg["backbone"], len(train.labels), sources, len(sel.labels), primary,
     )  # fmt: skip
     weights = class_weights(train.labels, cfg["balanced_loss"])
     settings = {k: v for k, v in cfg.items() if k not in ("logit_adjustment", "workers")}
@@ -209,16 +209,19 @@ def train_face_model(
         "recipe": {
             "backbone": cfg["backbone"], "input_size": cfg["input_size"], "in_chans": cfg["in_chans"],
             "loss": cfg["loss"], "balanced_loss": cfg["balanced_loss"], "train": dict(cfg["train"]),
-            "datasets": [{k: v for k, v in d.items() if k not in ("path", "labels")} for d in cfg["datasets"]],
+            "datasets": [{k: v for k, v in d.items() if k not in ("path", "labels")}
+                         for d in cfg["datasets"]],
             "seed": seed,
         },
         "training": {
-            "images": {n: int(c) for n, c in zip(*np.unique(train.sources, return_counts=True), strict=True)},
+            "images": sources,
             "best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
             "seconds": round(train_seconds, 1), "threads": torch.get_num_threads(), "device": str(dev),
             "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
         },
-        "logit_adjustment": {"tau": tau, "prior": prior.tolist(), "candidates": table, "select_on": select_on},
+        "logit_adjustment": {
+            "tau": tau, "prior": prior.tolist(), "candidates": table, "select_on": select_on,
+        },
         "selection": {"epoch": f"{primary} val {hp['score']}", "tau": "mean of select_on on the val sets"},
     }  # fmt: skip
     baseline = _mini_xception(dev)
