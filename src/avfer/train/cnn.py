@@ -22,7 +22,7 @@ from torch import nn
 from avfer.config import result_settings
 from avfer.data.clips import clip_loader
 from avfer.data.frames import FrameStore, batch_loader, even_subsample
-from avfer.data.static import load_static
+from avfer.data.static import load_static, one_hot
 from avfer.datasets.splits import Assignment, selection_split
 from avfer.errors import AvferError
 from avfer.labels import EMOTIONS
@@ -131,8 +131,11 @@ def pretrain(
         raise AvferError(f"pretrain: need train and val images, got {len(train.labels)} / {len(val.labels)}")
     model = build_model(backbone, cnn)
     bs = hp["batch_size"]
+    # crowd label distributions (ferplus) when a dataset has them, else the labels themselves
+    soft = not np.array_equal(train.soft, one_hot(train.labels))
+    targets = train.soft if soft else train.labels
     train_loader = batch_loader(
-        train.images, train.labels, batch_size=bs, shuffle=True, drop_last=len(train.labels) > bs, seed=seed
+        train.images, targets, batch_size=bs, shuffle=True, drop_last=len(train.labels) > bs, seed=seed
     )
     val_loader = batch_loader(val.images, val.labels, batch_size=cnn["eval_batch_size"])
     folder = Path(model_path).parent
