@@ -16,6 +16,7 @@ from avfer.data.ferplus import FERPLUS_COLUMNS, read_ckplus, read_ferplus, subje
 from avfer.data.frames import ImageBatches
 from avfer.data.static import load_static, one_hot, read_fer2013
 from avfer.datasets.adapters import DatasetError
+from avfer.errors import AvferError
 from avfer.labels import EMOTIONS
 from avfer.models.face import FaceModel
 from avfer.train.face_model import adjust_bias, choose_tau, label_prior
@@ -174,3 +175,18 @@ def test_logit_adjustment_choice_and_bias():
     shift = np.arange(7, dtype=np.float32)
     adjust_bias(model, shift)
     torch.testing.assert_close(model(x), before + torch.as_tensor(shift), rtol=0, atol=1e-5)
+
+
+def test_flip_tta_averages_the_mirror_image_in_eval_only():
+    torch.manual_seed(0)
+    model = FaceModel("resnet10t", input_size=32, in_chans=1, augment="none", tta="flip").eval()
+    x = torch.randint(0, 255, (2, 32, 32, 1), dtype=torch.uint8)
+    plain = FaceModel("resnet10t", input_size=32, in_chans=1, augment="none").eval()
+    plain.load_state_dict(model.state_dict())
+    want = (plain(x) + plain(x.flip(2))) / 2  # uint8 [N, H, W, C]: the width axis is 2
+    torch.testing.assert_close(model(x), want, rtol=0, atol=1e-5)
+    model.train()
+    plain.train()
+    torch.testing.assert_close(model.transform(x), plain.transform(x))
+    with pytest.raises(AvferError, match="tta 'twice' is not one of none, flip"):
+        FaceModel("resnet10t", input_size=32, in_chans=1, tta="twice")

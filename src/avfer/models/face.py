@@ -5,7 +5,7 @@ The model takes uint8 face crops ``[N, H, W, C]`` of any size (the aligned 112 p
 face cache, FER2013's 48 px grey images, ...), so everything downstream (prediction, feature
 extraction) needs only the checkpoint. ``model.pt`` is a plain dict (loadable with
 ``torch.load(..., weights_only=True)``): ``format``, ``backbone``, ``classes``, ``input_size``,
-``in_chans``, ``normalization``, ``augment``, ``feature_layer``, ``feature_map_size``,
+``in_chans``, ``normalization``, ``augment``, ``feature_layer``, ``feature_map_size``, ``tta``,
 ``feature_dim``, ``state_dict`` and ``extra``.
 """
 
@@ -25,6 +25,7 @@ from avfer.labels import EMOTIONS, NUM_CLASSES
 from avfer.models.backbones import build_backbone
 
 MODEL_FORMAT = "avfer-face-cnn/1"
+TTA_MODES = ("none", "flip")
 
 
 class FaceModel(nn.Module):
@@ -43,8 +44,11 @@ class FaceModel(nn.Module):
         pretrained: str = "none",
         feature_layer: str = "penultimate",
         feature_map_size: int | None = None,
+        tta: str = "none",
     ) -> None:
         super().__init__()
+        if tta not in TTA_MODES:
+            raise AvferError(f"face model tta {tta!r} is not one of {', '.join(TTA_MODES)}")
         self.spec = {
             "backbone": backbone,
             "input_size": int(input_size),
@@ -53,6 +57,7 @@ class FaceModel(nn.Module):
             "normalization": normalization,
             "feature_layer": feature_layer,
             "feature_map_size": feature_map_size,
+            "tta": tta,
         }
         self.transform = FaceTransform(input_size, in_chans, augment, normalization)
         self.backbone = build_backbone(
@@ -79,8 +84,15 @@ class FaceModel(nn.Module):
         fine-tuning, ``cnn.sequence_frames``)."""
         if x.ndim == 5:
             b, t = x.shape[:2]
-            return self.backbone(self.transform(x.flatten(0, 1))).view(b, t, -1).mean(1)
-        return self.backbone(self.transform(x))
+            return self._logits(self.transform(x.flatten(0, 1))).view(b, t, -1).mean(1)
+        return self._logits(self.transform(x))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone logits of normalised ``[N, C, S, S]``; with ``tta: flip`` in eval mode, the
+        mean of the image's and its mirror image's logits (test-time augmentation)."""
+        if self.spec["tta"] == "flip" and not self.training:
+            return (self.backbone(x) + self.backbone(x.flip(-1))) / 2
+        return self.backbone(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Features ``[N, feature_dim]`` of ``feature_layer`` (no augmentation in eval mode)."""
@@ -117,6 +129,7 @@ def face_model_from_spec(spec: Mapping[str, Any]) -> FaceModel:
         normalization=spec["normalization"],
         feature_layer=spec.get("feature_layer", "penultimate"),
         feature_map_size=spec.get("feature_map_size"),
+        tta=spec.get("tta", "none"),
     )
 
 

@@ -6,7 +6,8 @@ recipe behind the shipped ``ferplus`` model (``config/face_model.yaml``, rule ``
    best scheme) or the majority label (``hard``), optional class-balanced weights, the shared
    :func:`avfer.train.common.train_model`; the epoch is selected on FER+ PublicTest (``val``)
    majority-vote accuracy.
-2. Class balance, chosen on validation data only: logits ``z - tau * log(prior)`` (logit
+2. Test-time augmentation (``tta``: none or the mean with the mirror image) and class balance,
+   chosen together on validation data only: logits ``z - tau * log(prior)`` (logit
    adjustment by the training label prior, Menon et al. 2021) for each ``tau`` of
    ``logit_adjustment.taus``; the chosen ``tau`` maximises the mean of the ``select_on`` metrics
    on the validation sets (FER+ PublicTest accuracy and UAR, UAR of the held-out CK+ validation
@@ -155,7 +156,7 @@ def train_face_model(
         cfg["datasets"], size=cfg["input_size"], chans=cfg["in_chans"], val_fraction=0.0, seed=seed, workers=2
     )
     train = data.part("train")
-    val_sets, test_sets = _sets(data, "val"), _sets(data, "test")
+    val_sets = _sets(data, "val")
     primary = cfg["select_dataset"]
     if primary not in val_sets:
         raise AvferError(
@@ -174,7 +175,7 @@ def train_face_model(
         cfg["backbone"], len(train.labels), sources, len(sel.labels), primary,
     )  # fmt: skip
     weights = class_weights(train.labels, cfg["balanced_loss"])
-    settings = {k: v for k, v in cfg.items() if k not in ("logit_adjustment", "workers")}
+    settings = {k: v for k, v in cfg.items() if k not in ("logit_adjustment", "tta", "workers")}
     stamps = file_stamps(
         [p for d in cfg["datasets"] for p in (d["path"], d.get("labels")) if p and Path(p).is_file()]
     )
@@ -193,17 +194,55 @@ def train_face_model(
     model.eval()
     train_seconds = time.time() - start
 
-    # class balance: tau chosen on validation sets only, then baked into the head's bias
+    training = {
+        "images": sources, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "history": result.history, "seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
+        "device": str(dev), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+    }  # fmt: skip
+    metrics = calibrate_and_report(model, data, cfg, out, training=training, device=dev, seed=seed)
+    metrics["training"]["total_seconds"] = round(time.time() - start, 1)
+    write_json(out / "metrics.json", metrics)
+    ckpt.unlink(missing_ok=True)
+    return metrics
+
+
+def calibrate_and_report(
+    model: FaceModel,
+    data: StaticSet,
+    cfg: Mapping[str, Any],
+    out: Path,
+    *,
+    training: dict[str, Any],
+    device: torch.device,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Steps 2 and 3 of the recipe on a trained ``model``: choose the test-time augmentation
+    (``face_model.tta`` candidates) and ``tau`` on the val sets, bake ``tau`` into the bias, write
+    ``model.pt`` and ``confusion.png``, and score every val and test set; returns the metrics."""
+    dev = device
+    train = data.part("train")
+    val_sets, test_sets = _sets(data, "val"), _sets(data, "test")
+    primary = cfg["select_dataset"]
+    hp = cfg["train"]
+    model.eval()
     prior = label_prior(train.labels, train.soft if cfg["loss"] == "soft" else None)
     log_prior = np.log(prior)
-    val_logits = {f"{n}_val": image_logits(model, s.images, dev) for n, s in val_sets.items()}
     val_labels = {f"{n}_val": s.labels for n, s in val_sets.items()}
     la = cfg["logit_adjustment"]
     taus = [float(la["tau"])] if la.get("tau") is not None else [float(t) for t in la["taus"]]
-    select_on = [k for k in la["select_on"] if k.rsplit(".", 1)[0] in val_logits]
-    tau, table = choose_tau(val_logits, val_labels, log_prior, taus, select_on)
+    choices = []
+    for tta in cfg.get("tta") or ["none"]:
+        model.spec["tta"] = tta
+        val_logits = {f"{n}_val": image_logits(model, s.images, dev) for n, s in val_sets.items()}
+        select_on = [k for k in la["select_on"] if k.rsplit(".", 1)[0] in val_logits]
+        tau, table = choose_tau(val_logits, val_labels, log_prior, taus, select_on)
+        best = next(r for r in table if r["tau"] == tau)
+        choices.append((best["score"], tta, tau, [{"tta": tta, **r} for r in table]))
+    _, tta, tau, _ = max(choices, key=lambda c: (round(c[0], 9), c[1] == "none"))  # ties: no TTA
+    table = [row for c in choices for row in c[3]]
+    model.spec["tta"] = tta
     adjust_bias(model, -tau * log_prior)
-    log.info("logit adjustment: tau %.2f (candidates %s on %s)", tau, taus, select_on)
+    log.info("test-time augmentation %s, logit adjustment tau %.2f (on %s)", tta, tau, select_on)
 
     metrics: dict[str, Any] = {
         "recipe": {
@@ -213,16 +252,15 @@ def train_face_model(
                          for d in cfg["datasets"]],
             "seed": seed,
         },
-        "training": {
-            "images": sources,
-            "best_epoch": result.best_epoch, "epochs_run": len(result.history), "history": result.history,
-            "seconds": round(train_seconds, 1), "threads": torch.get_num_threads(), "device": str(dev),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-        },
+        "training": training,
+        "tta": tta,
         "logit_adjustment": {
             "tau": tau, "prior": prior.tolist(), "candidates": table, "select_on": select_on,
         },
-        "selection": {"epoch": f"{primary} val {hp['score']}", "tau": "mean of select_on on the val sets"},
+        "selection": {
+            "epoch": f"{primary} val {hp['score']}",
+            "tta and tau": "the mean of select_on on the val sets",
+        },
     }  # fmt: skip
     baseline = _mini_xception(dev)
     for split, sets in (("val", val_sets), ("test", test_sets)):
@@ -242,8 +280,8 @@ def train_face_model(
         entry["role"] = "held out: FER2013 PrivateTest, original labels, every image with pixels"
         metrics["fer2013_test"] = entry
     extra = {
-        "stage": STAGE, "best_epoch": result.best_epoch, "logit_adjustment_tau": tau,
-        "train_prior": prior.tolist(), "history": result.history,
+        "stage": STAGE, "best_epoch": training["best_epoch"], "logit_adjustment_tau": tau, "tta": tta,
+        "train_prior": prior.tolist(), "history": training["history"],
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -253,9 +291,6 @@ def train_face_model(
         m = metrics[test_name]["ours"]
         title = f"{cfg['backbone']} {primary} test: acc {m['accuracy']:.3f}, UAR {m['uar']:.3f}"
         plot_confusion(m["confusion"], out / "confusion.png", title)
-    metrics["training"]["total_seconds"] = round(time.time() - start, 1)
-    write_json(out / "metrics.json", metrics)
-    ckpt.unlink(missing_ok=True)
     for key, entry in metrics.items():
         if isinstance(entry, dict) and "ours" in entry:
             m = entry["ours"]
