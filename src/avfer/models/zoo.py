@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(v, dict) and "ours" in v
         },
         "logit_adjustment_tau": metrics["logit_adjustment"]["tau"],
-        "ckplus_split": {"subject_split": ck["subject_split"], "split_seed": ck["split_seed"]}
+        "ckplus_split": {"subject_split": ck["subject_split"], "split_seed": ck.get("split_seed", 0)}
         if ck
         else None,
         "recipe": f"{args.config} (snakemake --configfile {args.config} results/face_model/model.pt)",
