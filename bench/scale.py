@@ -249,12 +249,16 @@ def stage_parse(work: Path, size: int, clips: int = 40000) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--list-rules"]
     cmd += ["--configfile", str(work / "dfew.yaml")]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     seconds = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
-    return {"what": f"snakemake --list-rules, dfew tree of {clips} empty clips", "seconds": seconds}
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    what = f"snakemake --list-rules, dfew tree of {clips} empty clips ({cpu:.1f} s CPU)"
+    return {"what": what, "seconds": seconds}
 
 
 def dry_run_jobs(text: str) -> str:
