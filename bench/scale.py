@@ -15,9 +15,11 @@ Every (stage, size) runs in its own Python process, which reports its own peak R
   on a synthetic 512-d feature cache of 20 x size clips (20-200 frames), then predicting all;
 - ``dag``: ``snakemake -n`` of a 40,000-clip sample sheet (``--dag-clips``; pre-made, empty
   media files) and its job count;
+- ``parse``: parsing the workflow (``snakemake --list-rules``, what every cluster job pays) on a
+  ``dfew`` tree of 40,000 (``--dag-clips``) empty clip files: no stat of the dataset's files;
 - ``read``: random single-frame vs sequential reads of the 100x face cache.
 
-    python bench/scale.py [--sizes 1 10 100] [--stages faces finetune features sequence dag read]
+    python bench/scale.py [--sizes 1 10 100] [--stages faces finetune features sequence dag parse read]
                           [--dag-clips 40000]
 """
 
@@ -229,6 +231,36 @@ def stage_dag(work: Path, size: int, clips: int = 40000) -> dict:
     return {"what": f"{clips} clips, sheet built in {sheet_s:.1f} s; {jobs}", "seconds": dag_s}
 
 
+def stage_parse(work: Path, size: int, clips: int = 40000) -> dict:
+    """Seconds to parse the workflow with a ``dfew`` dataset of ``clips`` empty files."""
+    root = work / "dfew"
+    folds = root / "EmoLabel_DataSplit" / "test(single-labeled)"
+    folds.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 6):
+        rows = "".join(f"{i + 1},{1 + i % 7}\n" for i in range(clips) if i % 5 == k - 1)
+        (folds / f"set_{k}.csv").write_text("video_name,label\n" + rows)
+    for i in range(clips):
+        part = root / "Clip" / "original" / f"part_{i // 1000:02d}"
+        if i % 1000 == 0:
+            part.mkdir(parents=True, exist_ok=True)
+        (part / f"{i + 1:05d}.mp4").touch()
+    cfg = {"results": str(work / "results"), "dataset": {"format": "dfew", "root": str(root), "folds": 5}}
+    (work / "dfew.yaml").write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "--list-rules"]
+    cmd += ["--configfile", str(work / "dfew.yaml")]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    seconds = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-2000:])
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    what = f"snakemake --list-rules, dfew tree of {clips} empty clips ({cpu:.1f} s CPU)"
+    return {"what": what, "seconds": seconds}
+
+
 def dry_run_jobs(text: str) -> str:
     """The job count in the output of ``snakemake -n``: the ``total`` row of its last job-stats
     table ("0 jobs" when there is nothing to do, "? jobs" when it has no table); "before
@@ -246,6 +278,7 @@ STAGES = {
     "sequence": stage_sequence,
     "read": stage_read,
     "dag": stage_dag,
+    "parse": stage_parse,
 }
 
 
@@ -253,7 +286,8 @@ def child(stage: str, work: Path, size: int, dag_clips: int) -> None:
     sys.path.insert(0, str(REPO / "src"))
     if stage == "finetune" and not (work / "faces.h5").exists():
         write_face_cache(work / "faces.h5", BASE_CLIPS * size)
-    out = stage_dag(work, size, dag_clips) if stage == "dag" else STAGES[stage](work, size)
+    extra = (dag_clips,) if stage in ("dag", "parse") else ()
+    out = STAGES[stage](work, size, *extra)
     out["rss_mb"] = _rss_mb()
     print("RESULT " + json.dumps(out))
 
@@ -262,7 +296,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100])
     ap.add_argument(
-        "--stages", nargs="+", default=["faces", "finetune", "features", "sequence", "read", "dag"]
+        "--stages", nargs="+", default=["faces", "finetune", "features", "sequence", "read", "dag", "parse"]
     )
     ap.add_argument("--dag-clips", type=int, default=40000, help="clips of the dag stage's sample sheet")
     ap.add_argument("--child", nargs=3, metavar=("STAGE", "WORK", "SIZE"), help=argparse.SUPPRESS)
@@ -276,8 +310,8 @@ def main() -> None:
             work = Path(td) / f"x{size}"
             work.mkdir()
             for stage in args.stages:
-                if stage in ("dag",) and size != args.sizes[-1]:
-                    continue  # one DAG (--dag-clips, 40,000) is enough
+                if stage in ("dag", "parse") and size != args.sizes[-1]:
+                    continue  # one DAG / parse (--dag-clips, 40,000) is enough
                 if stage == "read" and size != args.sizes[-1]:
                     continue
                 cmd = [sys.executable, __file__, "--child", stage, str(work), str(size)]
@@ -293,6 +327,7 @@ def main() -> None:
                     f"{stage:9s} {size:4d}x  {res['rss_mb']:8.0f} MB  {res['seconds']:8.1f} s  {res['what']}"
                 )
             shutil.rmtree(work / "media", ignore_errors=True)
+            shutil.rmtree(work / "dfew", ignore_errors=True)
     print(f"\n{'stage':9s} {'size':>5s} {'peak RSS':>10s} {'time':>9s}  what")
     for stage, size, res in rows:
         print(f"{stage:9s} {size:4d}x {res['rss_mb']:8.0f} MB {res['seconds']:8.1f} s  {res['what']}")

@@ -13,6 +13,7 @@ rule export_bundle:
         faces=result_settings(config["faces"], "batch_size"),
         audio=result_settings(config["audio"]),
         aggregate=config["cnn"]["aggregate"],
+        features=lambda wildcards: PLAN.features(backbones()[0]),
     log:
         f"{R}/logs/export_bundle.log",
     conda:

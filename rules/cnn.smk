@@ -1,6 +1,7 @@
 # Visual CNNs: static pre-training (pretrain/<backbone>/), fine-tuning on the face frames of the
-# face caches (<run>/models/cnn_<backbone>/) and per-frame penultimate features of every clip
-# (<run>/features/<backbone>/<shard>.h5, the input of the temporal and early-fusion models).
+# face caches (<run>/models/cnn_<backbone>/) and per-frame features of every clip at the feature
+# layer (cnn.feature_layer: params of the extraction, not of the trainers, whose weights do not
+# depend on it) → <run>/features/<backbone>/<shard>.h5, the input of the temporal and early-fusion models.
 # Per-epoch resume checkpoints (resume-<hash>.pt) sit beside model.pt, undeclared, so an
 # interrupted job resumes where it stopped; model.pt is written atomically at the end.
 
@@ -17,7 +18,7 @@ rule pretrain_cnn:
         metrics=f"{R}/pretrain/{{backbone}}/metrics.json",
     params:
         pretrain=result_settings(config["pretrain"], "enabled"),
-        cnn={k: config["cnn"][k] for k in CNN_MODEL_KEYS},
+        cnn=PLAN.pretrain_cnn_settings(),
         seed=config["seed"],
     wildcard_constraints:
         backbone=BACKBONE_RE,
@@ -50,7 +51,7 @@ rule finetune_cnn:
             subcategory="cnn_{backbone}",
         ),
     params:
-        cnn=result_settings(config["cnn"], "backbones"),
+        cnn=PLAN.finetune_cnn_settings(),
         seed=config["seed"],
     wildcard_constraints:
         backbone=BACKBONE_RE,
@@ -75,6 +76,8 @@ rule extract_cnn_features:
         model="{run}/models/cnn_{backbone}/model.pt",
     output:
         h5="{run}/features/{backbone}/{shard}.h5",
+    params:
+        features=cnn_features,
     wildcard_constraints:
         backbone=BACKBONE_RE,
     log:

@@ -1,8 +1,8 @@
 # Config validation, the sample sheet, the protocol runs, wildcard constraints and input functions.
-# Only this file defines Python functions; the other rule files hold rules.
+# Only this file defines Python functions; the other rule files hold rules. What the config trains,
+# fuses and packages, and its consistency checks, are avfer.plan.Plan's (`avfer check-config` too).
 
 import os
-import re
 
 from typing import Any
 
@@ -12,18 +12,21 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from avfer.config import ConfigError, load_schema, result_settings, validate_config
-from avfer.datasets import SPLITS, dataset_fingerprint, read_sample_sheet
+from avfer.config import SCHEMA_PATH, ConfigError, result_settings, validate_config
+from avfer.datasets import SPLITS, DatasetError, dataset_sources, read_sample_sheet
 from avfer.io.hdf5 import set_file_locking
+from avfer.plan import Plan
 
 
-SCHEMA = os.path.join(workflow.basedir, "config/schema.yaml")
 try:
     # the user's config (or the demo's, see the Snakefile), completed from the schema's defaults
-    config.update(validate_config(config, load_schema(SCHEMA)))
+    config.update(validate_config(config))
+    PLAN = Plan(config)  # the checks the schema cannot express (fusion members, end to end, ...)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None  # one line naming the key, not the whole schema
-validate(config, schema="../config/schema.yaml")
+validate(config, schema=str(SCHEMA_PATH))
+for _note in PLAN.notes():
+    logger.info(f"avfer: {_note}")
 
 R = config["results"]
 DATA = config["dataset"]
@@ -33,30 +36,32 @@ set_file_locking(config["hdf5_file_locking"])  # off on NFS / Lustre (docs/clust
 # Protocol runs: one (results/) on the dataset's splits, or one per fold (results/fold-<k>/).
 # Faces, audio and pre-training are shared; models, features and fusion are per run.
 FOLDS = DATA["folds"]
-RUNS = [f"{R}/fold-{k}" for k in range(FOLDS)] if FOLDS else [R]
+RUNS = PLAN.runs
+# dataset keys of the protocol (assign_splits), not of the sample sheet (build_sample_sheet)
+SPLIT_KEYS = ("dev_fraction", "folds", "fold_val", "fold_val_fraction", "test_labels")
+run_fold = PLAN.run_fold
 
 
 wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"(train|val|test)-\d\d\d+",
-    run="|".join(re.escape(r) for r in RUNS),
-
-
-def run_fold(run: str) -> int | None:
-    """The fold index of a run folder (None for the single run on the dataset's splits)."""
-    return RUNS.index(run) if FOLDS else None
+    run=PLAN.run_re,
 
 
 def dataset_inputs(wildcards) -> list[str]:
-    """What the sample sheet depends on: the generated demo dataset or the manifest file."""
+    """What the sample sheet depends on: the generated demo dataset, the manifest file, or the
+    dataset's index files and the folders of the clips the last sheet listed (a stat each, no walk
+    of the tree: avfer.datasets.dataset_sources)."""
     if DATA["generate_demo"]:
         return [DEMO_TRUTH]
-    return [DATA["manifest"]] if DATA["format"] == "manifest" and DATA["manifest"] else []
-
-
-def dataset_files() -> str:
-    """A fingerprint of the dataset's media files (the sheet is rebuilt when files are added)."""
-    return "" if DATA["generate_demo"] or DATA["format"] == "manifest" else dataset_fingerprint(DATA)
+    if DATA["format"] == "manifest":
+        return [DATA["manifest"]] if DATA["manifest"] else []
+    last = f"{R}/samples.csv"
+    try:
+        sheet = read_sample_sheet(last) if os.path.exists(last) else None
+    except (DatasetError, ValueError):
+        sheet = None  # unreadable: rebuilt from the index files and the root
+    return dataset_sources(DATA, sheet)
 
 
 _SHEETS: dict[tuple[str, int], pd.DataFrame] = {}
@@ -133,18 +138,12 @@ def face_targets(wildcards) -> list[str]:
 
 # --- visual CNNs (rules/cnn.smk)
 
-# cnn keys that shape the pre-trained model (pretrain_cnn re-runs only when these change)
-CNN_MODEL_KEYS = ("input_size", "in_chans", "normalization", "augment", "pretrained_path", "amp",
-                  "pretrained_paths", "pretrained", "feature_layer", "feature_layers", "feature_map_size")  # fmt: skip
-# static pre-training runs when pretrain.datasets lists datasets (pretrain.enabled: null), or as forced
-_PRE = config["pretrain"]
-PRETRAIN = bool(_PRE["datasets"]) if _PRE["enabled"] is None else _PRE["enabled"]
-if PRETRAIN and not _PRE["datasets"]:
-    raise WorkflowError("config: pretrain.enabled is true but pretrain.datasets lists no dataset")
-if config["cnn"]["backbones"] and not PRETRAIN:
-    _why = "pretrain.enabled is false" if _PRE["enabled"] is False else "pretrain.datasets is empty"
-    _init = config["cnn"]["pretrained_path"] or "random initialisation"
-    logger.info(f"avfer: no static pre-training ({_why}); the CNNs are fine-tuned from {_init}")
+PRETRAIN = PLAN.pretrain  # static pre-training on pretrain.datasets
+
+
+def cnn_features(wildcards) -> dict[str, Any]:
+    """The feature layer read of a backbone's CNN (params of the rules that read CNN features)."""
+    return PLAN.features(wildcards.backbone)
 
 
 def local_weights(backbone: str) -> str | None:
@@ -199,38 +198,19 @@ def cnn_targets(wildcards) -> list[str]:
 # --- sequence models, early and late fusion (rules/temporal.smk, audio_models.smk, fusion.smk)
 
 
+# model names (avfer.models.names) and the wildcard patterns built from them and the config
 def backbones() -> list[str]:
     """The CNN backbones of the config (each gets features, temporal heads, early fusion)."""
-    return list(config["cnn"]["backbones"])
+    return PLAN.backbones
 
 
-HEAD_RE = r"b?(gru|lstm)(_att)?"
-AUDIO_MODEL_RE = "mlp|gru"
-OPTION_RE = "[abcd]"
-BACKBONE_RE = "|".join(re.escape(b) for b in backbones()) or "(?!)"
-
-
-def trained_models() -> list[str]:
-    """Every model the config trains: cnn_<b>, <head>_<b>, audio_<m>, early<option>_<b>,
-    e2e_<model>_<b>, the video networks."""
-    out = [f"cnn_{b}" for b in backbones()]
-    out += [f"{h}_{b}" for b in backbones() for h in config["temporal"]["heads"]]
-    out += [f"audio_{m}" for m in config["audio_models"]["models"]]
-    out += [f"early{o}_{b}" for b in backbones() for o in config["early_fusion"]["options"]]
-    out += [f"e2e_{m}_{b}" for b in backbones() for m in config["end_to_end"]["models"]]
-    out += video_models()  # rules/video_models.smk (defined at the end of this file)
-    return out
-
-
-def fused_models() -> list[str]:
-    """The models of the late fusion (fusion.models; empty = every trained model)."""
-    return list(config["fusion"]["models"]) or trained_models()
-
-
-def summary_models() -> list[str]:
-    """Models in the summary table: every trained model, plus any other fused model."""
-    models = trained_models()
-    return models + [m for m in fused_models() if m not in models]
+trained_models = PLAN.trained_models  # cnn_<b>, <head>_<b>, audio_<m>, early<o>_<b>, e2e_<m>_<b>, video
+fused_models = PLAN.fused_models  # fusion.models; empty = every trained model
+summary_models = PLAN.summary_models  # every trained model, plus any other fused model
+HEAD_RE = PLAN.head_re
+AUDIO_MODEL_RE = PLAN.audio_model_re
+OPTION_RE = PLAN.option_re
+BACKBONE_RE = PLAN.backbone_re
 
 
 def model_files(run: str, models: list[str], name: str) -> list[str]:
@@ -277,13 +257,7 @@ def early_fusion_inputs(wildcards) -> dict[str, Any]:
     return out
 
 
-E2E_MODEL_RE = rf"({HEAD_RE}|early{OPTION_RE})"
-for _m in config["end_to_end"]["models"]:
-    _trained = _m in config["temporal"]["heads"] or _m.removeprefix("early") in config["early_fusion"]["options"]
-    if not _trained:
-        raise WorkflowError(
-            f"config: end_to_end.models lists {_m}, which temporal.heads / early_fusion.options do not train"
-        )
+E2E_MODEL_RE = PLAN.e2e_model_re
 
 
 def end_to_end_inputs(wildcards) -> dict[str, Any]:
@@ -301,9 +275,14 @@ def end_to_end_inputs(wildcards) -> dict[str, Any]:
     return out
 
 
-def fusion_inputs(wildcards) -> dict[str, list[str]]:
-    """fuse_late reads the fused models' predictions (and hidden test labels, if any)."""
-    return {"predictions": model_files(wildcards.run, fused_models(), "predictions.csv"), "truth": hidden_truth()}
+def fusion_inputs(wildcards) -> dict[str, Any]:
+    """fuse_late reads the fused models' predictions, the run's splits (groups of the fusion's
+    cross-validation) and hidden test labels, if any."""
+    return {
+        "predictions": model_files(wildcards.run, fused_models(), "predictions.csv"),
+        "splits": run_splits(wildcards),
+        "truth": hidden_truth(),
+    }
 
 
 def summary_inputs(wildcards) -> dict[str, Any]:
@@ -339,12 +318,12 @@ def final_targets() -> list:
 
 from avfer.models.video.settings import video_settings
 
-VIDEO_MODEL_RE = "|".join(re.escape(m) for m in config["video_models"]["models"]) or "(?!)"
+VIDEO_MODEL_RE = PLAN.video_model_re
 
 
 def video_models() -> list[str]:
     """The video networks of the config (video_models.models)."""
-    return list(config["video_models"]["models"])
+    return PLAN.video_models
 
 
 def video_model_inputs(wildcards) -> dict[str, Any]:
@@ -362,9 +341,7 @@ def video_model_settings(wildcards) -> dict[str, Any]:
 # --- bundles for avfer predict (rules/bundle.smk)
 
 
-def bundle_models() -> list[str]:
-    """The trained sequence models results/bundle/ packages: the fused ones (not frame CNNs)."""
-    return [m for m in fused_models() if not m.startswith("cnn_")]
+bundle_models = PLAN.bundle_models  # the fused models beside the bundle's face CNN
 
 
 def bundle_inputs(wildcards) -> dict[str, Any]:
@@ -378,15 +355,12 @@ def bundle_inputs(wildcards) -> dict[str, Any]:
 
 # --- several runs of one model as separate ensemble members (rules/seeds.smk): <model>@seed<k>
 
-SEQUENCE_MODEL_RE = rf"(({HEAD_RE}|early{OPTION_RE})_({BACKBONE_RE})|audio_({AUDIO_MODEL_RE}))"
-SEQUENCE_SECTION = {"temporal": "temporal", "audio": "audio_models", "early_fusion": "early_fusion"}
+SEQUENCE_MODEL_RE = PLAN.sequence_model_re
 
 
 def seeded_section(wildcards) -> str:
     """The config section of a seeded sequence model (<model>@seed<k>)."""
-    from avfer.models.specs import parse_model_name
-
-    return SEQUENCE_SECTION[parse_model_name(wildcards.model).family]
+    return PLAN.sequence_section(wildcards.model)
 
 
 def seeded_settings(wildcards) -> dict[str, Any]:
@@ -399,7 +373,7 @@ def seeded_inputs(wildcards) -> dict[str, Any]:
     encoders; a temporal head: the base CNN's features)."""
     from types import SimpleNamespace
 
-    from avfer.models.specs import parse_model_name
+    from avfer.models.names import parse_model_name
 
     parsed = parse_model_name(wildcards.model)
     w = SimpleNamespace(run=wildcards.run, backbone=parsed.backbone, option=parsed.option)
@@ -410,37 +384,14 @@ def seeded_inputs(wildcards) -> dict[str, Any]:
     return early_fusion_inputs(w)
 
 
-def fusion_member_problem(name: str) -> str | None:
-    """Why the workflow cannot train the fused model ``name`` (None when it can)."""
-    from avfer.models.specs import parse_model_name
-
-    parsed = parse_model_name(name)
-    if parsed.family == "video":
-        base = name.split("@")[0]
-        known = video_models()
-        return None if base in known else f"{base} is not in video_models.models ({', '.join(known) or 'none'})"
-    if parsed.backbone is not None and parsed.backbone not in backbones():
-        return f"{parsed.backbone} is not in cnn.backbones ({', '.join(backbones())})"
-    return None
-
-
-for _m in config["fusion"]["models"]:
-    _problem = fusion_member_problem(_m)
-    if _problem:
-        raise WorkflowError(f"config: fusion.models lists {_m}, which the workflow cannot train: {_problem}")
-
-
 # --- static evaluation of the FER2013 image models (rules/static.smk)
 
-STATIC_EVAL = config["pretrain"]["evaluate_static"]
-_FER = [d["path"] for d in config["pretrain"]["datasets"] if d["format"] == "fer2013"]
-if STATIC_EVAL and not (PRETRAIN and _FER):
-    raise WorkflowError("config: pretrain.evaluate_static needs pre-training on a fer2013 dataset")
+STATIC_EVAL = PLAN.static_eval
 
 
 def static_inputs(wildcards) -> dict[str, Any]:
     """evaluate_static reads every pre-trained backbone and the (first) FER2013 csv."""
-    return {"models": [f"{R}/pretrain/{b}/model.pt" for b in backbones()], "csv": _FER[0]}
+    return {"models": [f"{R}/pretrain/{b}/model.pt" for b in backbones()], "csv": PLAN.fer2013[0]}
 
 
 def static_targets() -> list[str]:

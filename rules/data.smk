@@ -30,8 +30,7 @@ checkpoint build_sample_sheet:
     output:
         sheet=f"{R}/samples.csv",
     params:
-        dataset={k: v for k, v in DATA.items() if k not in ("dev_fraction", "folds", "test_labels")},
-        files=dataset_files(),
+        dataset={k: v for k, v in DATA.items() if k not in SPLIT_KEYS},
     log:
         f"{R}/logs/build_sample_sheet.log",
     conda:
@@ -48,6 +47,8 @@ rule assign_splits:
     params:
         dev_fraction=DATA["dev_fraction"],
         folds=FOLDS,
+        fold_val=DATA["fold_val"],
+        fold_val_fraction=DATA["fold_val_fraction"],
         fold=lambda wildcards: run_fold(wildcards.run),
         seed=config["seed"],
     log:

@@ -13,6 +13,7 @@ rule train_end_to_end:
         metrics="{run}/models/e2e_{model}_{backbone}/metrics.json",
     params:
         settings=result_settings(config["end_to_end"], "models"),
+        features=cnn_features,
         seed=config["seed"],
         resume_dir="{run}/models/e2e_{model}_{backbone}",
     wildcard_constraints:

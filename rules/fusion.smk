@@ -99,6 +99,7 @@ rule summarize_cv:
     params:
         runs=RUNS,
         models=summary_models(),
+        dataset={k: DATA[k] for k in SPLIT_KEYS if k != "test_labels"},
     log:
         f"{R}/logs/summarize_cv.log",
     conda:

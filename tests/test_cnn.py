@@ -84,6 +84,7 @@ def test_pretrain_then_finetune_learns_the_face_groups(faces, fer_csv, tmp_path)
         "mini_xception", pre, cnn, model_path=tmp_path / "pre/model.pt", metrics_path=tmp_path / "pre/m.json"
     )
     assert set(pm) == {"val", "test", "by_dataset"} and pm["val"]["n"] == 28
+    assert pm["val"]["role"].startswith("selection") and pm["test"]["role"].startswith("held out")
     metrics = _finetune(
         faces, tmp_path / "cnn", cnn, init=tmp_path / "pre/model.pt", confusion_path=tmp_path / "cnn/c.svg"
     )

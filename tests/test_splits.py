@@ -47,17 +47,58 @@ def test_opt_out_and_tiny_train_split():
     assert 1 <= n_dev <= 4
 
 
-def test_kfold_runs_test_every_clip_once_and_keep_groups_apart():
+@pytest.mark.parametrize("fold_val", ["carved", "next_fold"])
+def test_kfold_runs_test_every_clip_once_and_keep_groups_apart(fold_val):
     sheet = _sheet(per_class=6)
     tested = []
     for fold in range(3):
-        s = make_splits(sheet, dev_fraction=0.15, seed=0, folds=3, fold=fold)
+        s = make_splits(sheet, dev_fraction=0.15, seed=0, folds=3, fold=fold, fold_val=fold_val)
         by = {name: set(s.loc[s["split"] == name, "group"]) for name in ("train", "dev", "val", "test")}
         assert all(not by[a] & by[b] for a in by for b in by if a < b)
         tested += s.loc[s["split"] == "test", "clip_id"].tolist()
     assert sorted(tested) == sorted(sheet["clip_id"])
     with pytest.raises(DatasetError, match="fold 3 is not in 0..2"):
         make_splits(sheet, dev_fraction=0.15, seed=0, folds=3, fold=3)
+
+
+def test_kfold_default_trains_on_every_other_fold():
+    """The literature's protocol: in run k, fold k tests and all other folds train; val and dev are
+    carved from those (whole groups), so train holds far more than the two folds of next_fold."""
+    sheet = _sheet(per_class=20)  # 420 clips, 210 groups
+    folds = 5
+    carved = make_splits(sheet, dev_fraction=0.15, seed=0, folds=folds, fold=0)
+    nxt = make_splits(sheet, dev_fraction=0.15, seed=0, folds=folds, fold=0, fold_val="next_fold")
+    test = set(carved.loc[carved["split"] == "test", "clip_id"])
+    assert test == set(nxt.loc[nxt["split"] == "test", "clip_id"])  # fold k tests either way
+    share = {name: (s["split"] == "train").mean() for name, s in (("carved", carved), ("next", nxt))}
+    # carved: 80 % x 0.9 (val) x 0.85 (dev) = 61 % of the clips train; next fold: 60 % x 0.85 = 51 %
+    assert 0.57 < share["carved"] < 0.65 and 0.47 < share["next"] < 0.55
+    val = carved[carved["split"] == "val"]
+    assert 0.06 < len(val) / len(carved) < 0.1 and set(val["label"]) == set(EMOTIONS)
+    by = {n: set(carved.loc[carved["split"] == n, "group"]) for n in ("train", "dev", "val", "test")}
+    assert all(not by[a] & by[b] for a in by for b in by if a < b)  # groups never straddle splits
+    with pytest.raises(DatasetError, match="dataset.fold_val 'first' is not one of carved, next_fold"):
+        make_splits(sheet, dev_fraction=0.15, seed=0, folds=folds, fold=0, fold_val="first")
+
+
+def test_cv_summary_says_which_protocol(tmp_path):
+    import json
+
+    from avfer.config import validate_config
+    from avfer.fusion.summary import cv_protocol, summarize_cv
+
+    dataset = validate_config({"dataset": {"folds": 5}})["dataset"]
+    assert dataset["fold_val"] == "carved"
+    fusions = []
+    for k in range(2):
+        fusions.append(tmp_path / f"f{k}.json")
+        fusions[-1].write_text(json.dumps({"method": "weight_search", "test": {"accuracy": 0.5 + k / 10}}))
+    out = summarize_cv(fusions, {}, tmp_path / "cv.json", cv_protocol(dataset))
+    saved = json.loads((tmp_path / "cv.json").read_text())
+    assert saved["protocol"] == out["protocol"] and saved["protocol"]["val"] == "carved"
+    assert saved["protocol"]["train"] == "the other folds" and saved["protocol"]["test"] == "fold k"
+    old = cv_protocol({**dataset, "fold_val": "next_fold", "dev_fraction": 0})
+    assert old["val_from"] == "fold k+1 mod K" and old["dev"].startswith("none")
 
 
 def test_official_folds_are_used(tmp_path):

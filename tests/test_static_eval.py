@@ -65,3 +65,28 @@ def test_seed_cnns_pretrained_and_evaluated(fer_csv, tmp_path):
     assert ens["accuracy"] > 0.3 and ens["n"] == saved["models"]["seed_cnn@seed0"]["PrivateTest"]["n"]
     text = (tmp_path / "report.txt").read_text()
     assert "FER2013 PrivateTest" in text and "ensemble" in text and "second choice right" in text
+
+
+def test_publictest_is_marked_as_the_selection_split(fer_csv, tmp_path):
+    """Pre-training chose each epoch on PublicTest: evaluation.json and the text report say so
+    beside PrivateTest (held out), for every model and the ensemble."""
+    from avfer.models.face import FaceModel, save_face_model
+
+    torch.manual_seed(0)
+    models = {}
+    for name in ("a", "b"):
+        models[name] = tmp_path / f"{name}.pt"
+        save_face_model(models[name], FaceModel("seed_cnn", input_size=48, in_chans=1))
+    result = evaluate_static(
+        models, fer_csv, out_json=tmp_path / "e.json", out_report=tmp_path / "r.txt", device="cpu"
+    )
+    assert (
+        result["roles"]["PublicTest"].startswith("selection") and result["roles"]["PrivateTest"] == "held out"
+    )
+    for scores in (*result["models"].values(), result["ensemble"]):
+        assert (
+            scores["PublicTest"]["role"].startswith("selection")
+            and scores["PrivateTest"]["role"] == "held out"
+        )
+    text = (tmp_path / "r.txt").read_text()
+    assert "FER2013 PublicTest (selection" in text and "FER2013 PrivateTest (held out)" in text

@@ -126,6 +126,7 @@ def test_kfold_protocol_summary(user):
     results = user["results"]
     summary = json.loads((results / "cv_summary.json").read_text())
     assert summary["folds"] == 3 and len(summary["late_fusion"]["per_fold"]) == 3
+    assert summary["protocol"]["val"] == "carved"  # fold k tests, the other two train (val, dev carved)
     assert summary["late_fusion"]["accuracy"]["std"] is not None
     assert set(summary["models"]) == {
         "cnn_mini_xception",

@@ -177,3 +177,22 @@ def test_feature_map_of_an_unsupported_backbone_is_one_line():
     assert "\n" not in str(err.value)
     with pytest.raises(BackboneError, match="feature_map_size must be >= 1"):
         build_backbone("mini_xception", 7, 1, feature_layer="map", feature_map_size=0)
+
+
+@pytest.mark.parametrize("backbone", ["seed_cnn", "mini_xception"])
+def test_the_feature_layer_is_chosen_when_features_are_read(backbone, tmp_path):
+    """A CNN trained without a feature layer (the trainers leave cnn.feature_layer out) is read at
+    any layer later: load_face_model(features=...) changes forward_features only; the logits (the
+    classifier path, also of the static CNNs, whose head used to read the map) stay the same."""
+    torch.manual_seed(0)
+    trained = FaceModel(backbone, input_size=48, in_chans=1)
+    save_face_model(tmp_path / "model.pt", trained)
+    plain, _ = load_face_model(tmp_path / "model.pt")
+    mapped, _ = load_face_model(
+        tmp_path / "model.pt", features={"feature_layer": "map", "feature_map_size": 2}
+    )
+    assert plain.spec["feature_layer"] == "penultimate" and mapped.spec["feature_layer"] == "map"
+    faces = torch.randint(0, 255, (3, 48, 48, 1), dtype=torch.uint8)
+    with torch.no_grad():
+        assert mapped.forward_features(faces).shape == (3, 128 * 2 * 2)
+        assert torch.allclose(mapped(faces), plain(faces), atol=1e-6) and mapped(faces).shape == (3, 7)

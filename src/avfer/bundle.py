@@ -37,12 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from avfer.config import feature_settings
 from avfer.errors import AvferError
 from avfer.faces.align import HAAR_BOX, FaceCrop
 from avfer.faces.pipeline import FaceSettings
 from avfer.io.atomic import atomic_path, write_json
 from avfer.labels import EMOTIONS
-from avfer.models.face import FaceModel, load_face_model
+from avfer.models.face import FaceModel, load_face_model, save_face_model
 from avfer.models.specs import parse_model_name
 from avfer.train.sequence import load_trained
 
@@ -306,6 +307,7 @@ def export_run(
     models: dict[str, str | Path] | None = None,
     audio: dict[str, Any] | None = None,
     fusion: str | Path | None = None,
+    features: dict[str, Any] | None = None,
 ) -> Path:
     """Package a pipeline's trained face CNN (``models/cnn_<backbone>/model.pt``) with the face
     stage settings it was trained on (template-aligned crops of the face cache); the clip
@@ -313,9 +315,10 @@ def export_run(
 
     ``models``: trained sequence models (name → model.pt) to include, ``audio``: the run's
     ``audio`` config section (needed when one of them hears), ``fusion``: its late_fusion.json
-    (every fused model must be the face CNN or in ``models``).
+    (every fused model must be the face CNN or in ``models``), ``features``: the feature layer the
+    run's sequence models read (:func:`avfer.config.feature_settings`; default: ``model.pt``'s).
     """
-    model, extra = load_face_model(model_path)
+    model, extra = load_face_model(model_path, features=features)
     prior = prior if prior is not None else extra.get("prior")
     s = FaceSettings.from_config(faces)
     crop = FaceCrop("template", size=s.crop_size, margin=s.margin)
@@ -344,7 +347,8 @@ def export_run(
             )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for file, src in [(FACE_FILE, model_path), *((f"models/{m}.pt", p) for m, p in models.items())]:
+    save_face_model(out / FACE_FILE, model, extra=extra)  # at the feature layer of the run
+    for file, src in ((f"models/{m}.pt", p) for m, p in models.items()):
         with atomic_path(out / file) as tmp:
             shutil.copyfile(src, tmp)
     write_json(out / SPEC_FILE, spec)
@@ -374,4 +378,5 @@ def export_results(
     return export_run(
         face, out_dir, faces=cfg["faces"], aggregate=cfg["cnn"]["aggregate"], models=models,
         audio=cfg.get("audio"), fusion=fusion if fusion.is_file() else None,
+        features=feature_settings(cfg["cnn"], backbone),
     )  # fmt: skip

@@ -44,12 +44,14 @@ def _check_config(args: argparse.Namespace) -> None:
     import yaml
 
     from avfer.config import DEMO_CONFIG, load_config
+    from avfer.plan import Plan
 
     cfg = load_config(args.config or None)
+    names = ", ".join(args.config) if args.config else f"{DEMO_CONFIG} (the demo)"
+    Plan(cfg, source=names)  # what the workflow checks beyond the schema, with its messages
     if args.print:
         print(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), end="")
     else:
-        names = ", ".join(args.config) if args.config else f"{DEMO_CONFIG} (the demo)"
         print(f"{names}: valid")
 
 
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check-config",
         help="validate the config a run would use: the files (merged in order, like repeated "
-        "--configfile) completed from config/schema.yaml's defaults; no file = the demo",
+        "--configfile) completed from config/schema.yaml's defaults, then the workflow's own "
+        "consistency checks (avfer.plan); no file = the demo",
     )
     p.add_argument("config", nargs="*", help="config file(s); none = config/config.yaml (the demo)")
     p.add_argument("--print", action="store_true", help="print the resolved config (YAML)")

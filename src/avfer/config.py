@@ -1,4 +1,4 @@
-"""Load and validate a config file against ``config/schema.yaml``, filling defaults.
+"""Load and validate a config file against the schema (``config/schema.yaml``), filling defaults.
 
 The config a run uses is the user's file(s) (merged in order, like repeated ``--configfile``)
 completed from the schema's defaults, or the demo (``config/config.yaml``) when no file is
@@ -18,11 +18,16 @@ import yaml
 
 from avfer.errors import AvferError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-DEMO_CONFIG = SCHEMA_PATH.with_name("config.yaml")
+# The schema ships in the package (src/avfer/schema.yaml: a link to config/schema.yaml in a checkout,
+# the file itself once installed); the demo config exists only in a checkout.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 # Settings that never change a result: how a job runs, not what it computes.
 NOT_RESULTS = ("resources", "device", "eval_batch_size", "workers", "protect", "max_failed_fraction")
+# cnn keys that choose which layer of a trained CNN is read as features (extract_cnn_features, the
+# end-to-end models, the bundle): the CNN trainers' weights never depend on them.
+FEATURE_KEYS = ("feature_layer", "feature_layers", "feature_map_size")
 
 
 class ConfigError(AvferError, ValueError):
@@ -30,7 +35,7 @@ class ConfigError(AvferError, ValueError):
 
 
 def load_schema(path: str | Path | None = None) -> dict[str, Any]:
-    """Read the config schema (default: the project's ``config/schema.yaml``)."""
+    """Read the config schema (default: the package's, :data:`SCHEMA_PATH`)."""
     with open(path or SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
 
@@ -90,6 +95,13 @@ def load_config(
     for p in paths:
         _merge(cfg, read_yaml(p))
     return validate_config(cfg, load_schema(schema_path), source=", ".join(str(p) for p in paths))
+
+
+def feature_settings(cnn: Mapping[str, Any], backbone: str) -> dict[str, Any]:
+    """The feature layer of ``backbone``'s CNN (``cnn.feature_layers[backbone]``, else
+    ``cnn.feature_layer``) and ``cnn.feature_map_size``: the :data:`FEATURE_KEYS` resolved."""
+    layer = (cnn.get("feature_layers") or {}).get(backbone) or cnn.get("feature_layer") or "penultimate"
+    return {"feature_layer": layer, "feature_map_size": cnn.get("feature_map_size")}
 
 
 def result_settings(section: Mapping[str, Any], *drop: str) -> dict[str, Any]:

@@ -12,6 +12,8 @@ with logged(snakemake.log[0], "assign_splits") as log:
         seed=p.seed,
         folds=p.folds,
         fold=p.fold,
+        fold_val=p.fold_val,
+        fold_val_fraction=p.fold_val_fraction,
     )
     write_splits(splits, snakemake.output.splits)
     log.info("%s: %s", snakemake.output.splits, split_counts(splits))

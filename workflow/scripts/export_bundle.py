@@ -12,5 +12,6 @@ with logged(snakemake.log[0], "export_bundle") as log:
         models=dict(zip(snakemake.params.models, snakemake.input.models, strict=True)),
         audio=snakemake.params.audio,
         fusion=snakemake.input.fusion,
+        features=snakemake.params.features,
     )
     log.info("bundle %s: %s + %s", out, snakemake.input.face, ", ".join(snakemake.params.models))

@@ -1,4 +1,5 @@
-"""Snakemake script: per-frame penultimate CNN features of one shard → features/<backbone>/<shard>.h5."""
+"""Snakemake script: per-frame CNN features (params.features: the layer) of one shard
+→ features/<backbone>/<shard>.h5."""
 
 from avfer.device import job_device
 from avfer.train.cnn_predict import extract_features
@@ -12,5 +13,6 @@ with logged(snakemake.log[0], "extract_cnn_features") as log:
         batch_size=snakemake.config["cnn"]["eval_batch_size"],  # inference settings: not in params
         device=job_device(snakemake, snakemake.config["cnn"]["device"], "cnn.device"),
         threads=snakemake.threads,
+        features=snakemake.params.features,
     )
     log.info("%s: %s", snakemake.output.h5, counts)

@@ -1,6 +1,7 @@
 """Snakemake script: late fusion of the trained models → late_fusion.json, fused predictions,
 EmotiW submission folder."""
 
+from avfer.datasets.splits import read_groups
 from avfer.fusion import run_late_fusion
 from avfer.workflow import logged
 
@@ -25,6 +26,7 @@ with logged(snakemake.log[0], "fuse_late") as log:
         seed=snakemake.params.seed,
         truth=truth[0] if truth else None,
         scores=cfg["scores"],
+        groups=read_groups(snakemake.input.splits),
     )
     log.info(
         "late fusion: %s, val_fitted accuracy %.4f, nested cv accuracy %s, test %s",

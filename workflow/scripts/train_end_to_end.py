@@ -30,5 +30,6 @@ with logged(snakemake.log[0], snakemake.rule) as log:
         threads=snakemake.threads,
         eval_batch_size=section["eval_batch_size"],
         resume_dir=snakemake.params.resume_dir,
+        features=snakemake.params.features,
     )
     log.info("%s: %s", name, {s: round(m["accuracy"], 4) for s, m in metrics.items()})

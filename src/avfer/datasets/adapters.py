@@ -287,14 +287,31 @@ def _official_folds(files: Sequence[Path], name: str) -> list[Path]:
     return list(files)
 
 
+def dfew_fold_files(root: str | Path) -> list[Path]:
+    """DFEW's official fold files (``set_1.csv`` ... ``set_5.csv``)."""
+    split_dir = Path(root) / "EmoLabel_DataSplit" / "test(single-labeled)"
+    return [split_dir / f"set_{k}.csv" for k in range(1, 6)]
+
+
+def mafw_fold_files(root: str | Path) -> list[Path]:
+    """MAFW's official fold files (``set_<k>/test.txt``, k = 1..5)."""
+    split_dir = Path(root) / "Train & Test Set" / "single" / "no_caption"
+    return [split_dir / f"set_{k}" / "test.txt" for k in range(1, 6)]
+
+
+def ferv39k_files(root: str | Path) -> list[Path]:
+    """FERV39k's official train and test lists."""
+    setups = Path(root) / "4_setups" / "All_scenes"
+    return [setups / "train_All.csv", setups / "test_All.csv"]
+
+
 def from_dfew(root: str | Path) -> list[Row]:
     """DFEW: ``<root>/EmoLabel_DataSplit/test(single-labeled)/set_<k>.csv`` (``video_name,label``,
     label 1-7 = Happy, Sad, Neutral, Angry, Surprise, Disgust, Fear) for k = 1..5 give each clip
     its official fold (the fold whose test set holds it) and label; the clips are the video
     files anywhere else under ``root`` named by their number (``Clip/original/00001.mp4``)."""
     root = Path(root)
-    split_dir = root / "EmoLabel_DataSplit" / "test(single-labeled)"
-    csvs = _official_folds([split_dir / f"set_{k}.csv" for k in range(1, 6)], "DFEW")
+    csvs = _official_folds(dfew_fold_files(root), "DFEW")
     media = _media_by(root, lambda p: int(p.stem) if p.stem.isdigit() else None, ("EmoLabel_DataSplit",))
     found: list[tuple[Path, str, int]] = []
     for k, csv in enumerate(csvs, start=1):
@@ -317,8 +334,7 @@ def from_mafw(root: str | Path) -> list[Row]:
     anywhere under ``root`` of those names (``data/clips/00019.mp4``). Its four classes outside
     the seven (contempt, anxiety, helplessness, disappointment) are dropped."""
     root = Path(root)
-    split_dir = root / "Train & Test Set" / "single" / "no_caption"
-    files = _official_folds([split_dir / f"set_{k}" / "test.txt" for k in range(1, 6)], "MAFW")
+    files = _official_folds(mafw_fold_files(root), "MAFW")
     media = _media_by(root, lambda p: p.stem, ("Train & Test Set",))
     found: list[tuple[Path, str, int]] = []
     for k, txt in enumerate(files, start=1):
@@ -351,8 +367,7 @@ def from_ferv39k(root: str | Path, *, val_fraction: float = 0.1) -> list[Row]:
     (``0_7_LabelClips/Action/Sad/0010.mp4``). ``val`` is about ``val_fraction`` of train, picked
     by a hash of each clip's key (stable whatever else is on disk)."""
     root = Path(root)
-    setups = root / "4_setups" / "All_scenes"
-    files = _official_folds([setups / "train_All.csv", setups / "test_All.csv"], "FERV39k")
+    files = _official_folds(ferv39k_files(root), "FERV39k")
     media = _media_by(root, lambda p: "/".join([*p.parent.parts[-2:], p.stem]), ("4_setups",))
     items: list[tuple[Path, str, str, str]] = []
     for txt, split in zip(files, ("train", "test"), strict=True):

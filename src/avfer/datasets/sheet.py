@@ -9,7 +9,6 @@ is used for (train / dev / val / test, or a k-fold run) is :mod:`avfer.datasets.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ import pandas as pd
 from avfer.datasets.adapters import (
     DatasetError,
     Row,
+    dfew_fold_files,
+    ferv39k_files,
     from_afew,
     from_cremad,
     from_dfew,
@@ -26,9 +27,9 @@ from avfer.datasets.adapters import (
     from_mafw,
     from_manifest,
     from_ravdess,
+    mafw_fold_files,
 )
 from avfer.io.atomic import atomic_path
-from avfer.io.hdf5 import config_hash
 from avfer.labels import EMOTIONS
 
 SPLITS = ("train", "val", "test")
@@ -107,18 +108,33 @@ def build_sample_sheet(cfg: Mapping[str, Any]) -> pd.DataFrame:
     return assign_shards(check_rows(_rows_for(cfg)), int(cfg["shard_size"]))
 
 
-def dataset_fingerprint(cfg: Mapping[str, Any]) -> str:
-    """A hash of the names, sizes and times of the files under ``cfg['root']`` (the sample sheet
-    is rebuilt when files are added, removed or replaced); '' when the root does not exist."""
+def _index_files(cfg: Mapping[str, Any]) -> list[Path]:
+    """The files an adapter reads its list of clips from (the manifest, the official fold files)."""
+    fmt, root = cfg["format"], Path(cfg["root"])
+    if fmt == "manifest":
+        return [Path(cfg["manifest"])] if cfg["manifest"] else []
+    lists = {"dfew": dfew_fold_files, "mafw": mafw_fold_files, "ferv39k": ferv39k_files}
+    return lists[fmt](root) if fmt in lists else []
+
+
+def dataset_sources(cfg: Mapping[str, Any], sheet: pd.DataFrame | None = None) -> list[str]:
+    """What the sample sheet of the ``dataset`` section ``cfg`` is built from, cheap to stat: the
+    adapter's index files, and the folders holding the clips of ``sheet`` (the sheet built last
+    time, if any), their parents up to the root, the root (and AFEW's split folders). A folder's
+    time changes when a file in it is added, removed or renamed, so these, the inputs of
+    ``build_sample_sheet``, re-build the sheet when the dataset changes without walking its tree
+    (one stat each; a clip file replaced in place re-runs its own shard: the media files are the
+    inputs of the per-shard stages). Only existing paths (the adapter names a missing one)."""
     root = Path(cfg["root"])
-    if not root.is_dir():
-        return ""
-    entries = []
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            st = os.stat(os.path.join(dirpath, name))
-            entries.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
-    return config_hash(sorted(entries))
+    out = set(_index_files(cfg))
+    if cfg["format"] != "manifest":
+        out.add(root)
+        if cfg["format"] == "afew":
+            out.update(root / folder for folder in cfg["afew_splits"].values())
+        for folder in {Path(p).parent for p in (sheet["path"] if sheet is not None else [])}:
+            out.add(folder)
+            out.update(parent for parent in folder.parents if root in parent.parents)
+    return sorted(str(p) for p in out if p.exists())
 
 
 def write_sample_sheet(df: pd.DataFrame, path: str | Path) -> None:

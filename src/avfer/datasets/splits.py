@@ -13,7 +13,10 @@ per-clip stages are built from it and never depend on the protocol). A *split as
 ``dataset.dev_fraction: 0`` opts out: models then select on ``val`` too (today's EmotiW habit,
 optimistic for every val number). ``dataset.folds: K`` replaces the dataset's splits by K
 subject-independent folds (or the dataset's official ``fold`` column): in run *k* fold *k* is
-``test``, fold *k+1 mod K* is ``val``, and the rest is ``train`` (with its ``dev``).
+``test`` and the other K-1 folds train, as the published K-fold results of DFEW / MAFW do;
+``val`` (``dataset.fold_val_fraction``) and then ``dev`` are carved from them by group
+(:data:`FOLD_VAL` ``carved``, the default). ``dataset.fold_val: next_fold`` keeps the older
+protocol: fold *k+1 mod K* is ``val`` and K-2 folds train.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_SPLITS = ("train", "dev", "val", "test")
 SPLIT_COLUMNS = ("clip_id", "split", "label", "group")
+# where a k-fold run's val comes from: carved from the K-1 training folds, or the next fold
+FOLD_VAL = ("carved", "next_fold")
 
 # clip id -> (split, label): what a reader of the caches uses instead of the cache attributes
 Assignment = Mapping[str, tuple[str, str]]
@@ -67,8 +72,11 @@ def _stratified_group_folds(df: pd.DataFrame, k: int, seed: int) -> np.ndarray:
     return folds
 
 
-def carve_dev(df: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
-    """``df['split']`` with about ``fraction`` of the labelled train clips moved to ``dev``."""
+def carve_dev(
+    df: pd.DataFrame, fraction: float, seed: int, to: str = "dev", key: str = "dataset.dev_fraction"
+) -> pd.Series:
+    """``df['split']`` with about ``fraction`` of the labelled train clips moved to ``to`` (whole
+    groups, stratified by label); ``key`` is the setting named when that is impossible."""
     split = df["split"].copy()
     if fraction <= 0:
         return split
@@ -76,11 +84,12 @@ def carve_dev(df: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     k = max(2, round(1.0 / fraction))
     folds = _stratified_group_folds(train, k, seed)
     if len(np.unique(folds)) < 2:
+        hint = "; set dataset.dev_fraction: 0" if to == "dev" else ""
         raise DatasetError(
-            f"dataset.dev_fraction {fraction}: the train split has too few clips or groups "
-            f"({len(train)} clips) to carve a dev split; set dataset.dev_fraction: 0"
+            f"{key} {fraction}: the train split has too few clips or groups "
+            f"({len(train)} clips) to carve a {to} split{hint}"
         )
-    split.loc[train.index[folds == 0]] = "dev"
+    split.loc[train.index[folds == 0]] = to
     return split
 
 
@@ -103,21 +112,32 @@ def assign_folds(sheet: pd.DataFrame, k: int, seed: int) -> np.ndarray:
 
 
 def make_splits(
-    sheet: pd.DataFrame, *, dev_fraction: float, seed: int, folds: int = 0, fold: int | None = None
+    sheet: pd.DataFrame,
+    *,
+    dev_fraction: float,
+    seed: int,
+    folds: int = 0,
+    fold: int | None = None,
+    fold_val: str = "carved",
+    fold_val_fraction: float = 0.1,
 ) -> pd.DataFrame:
     """The split assignment (:data:`SPLIT_COLUMNS`) of the sample sheet: the dataset's own splits,
-    or run ``fold`` of ``folds`` (unlabelled clips are then left out), with ``dev`` carved."""
+    or run ``fold`` of ``folds`` (unlabelled clips are then left out; ``val`` from ``fold_val``,
+    :data:`FOLD_VAL`), with ``dev`` carved."""
     df = sheet.reset_index(drop=True).copy()
     if "group" not in df.columns:
         df["group"] = ""
     if folds:
         if fold is None or not 0 <= fold < folds:
             raise DatasetError(f"fold {fold} is not in 0..{folds - 1}")
+        if fold_val not in FOLD_VAL:
+            raise DatasetError(f"dataset.fold_val {fold_val!r} is not one of {', '.join(FOLD_VAL)}")
         which = assign_folds(df, folds, seed)
-        df["split"] = np.select(
-            [which == fold, which == (fold + 1) % folds, which >= 0], ["test", "val", "train"], "unused"
-        )
+        val = which == (fold + 1) % folds if fold_val == "next_fold" else np.zeros(len(df), bool)
+        df["split"] = np.select([which == fold, val, which >= 0], ["test", "val", "train"], "unused")
         df = df[df["split"] != "unused"].reset_index(drop=True)
+        if fold_val == "carved":
+            df["split"] = carve_dev(df, fold_val_fraction, seed, "val", "dataset.fold_val_fraction")
     df["split"] = carve_dev(df, dev_fraction, seed)
     for split in ("train", "val"):
         if not (df["split"] == split).any():
@@ -141,6 +161,15 @@ def read_splits(path: str | Path) -> dict[str, tuple[str, str]]:
     if bad:
         raise DatasetError(f"{path}: unknown split(s) {sorted(bad)}")
     return {c: (s, lab) for c, s, lab in zip(df["clip_id"], df["split"], df["label"], strict=True)}
+
+
+def read_groups(path: str | Path) -> dict[str, str]:
+    """Read ``splits.csv`` → clip id → group (speaker / actor / movie; '' when unknown)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "clip_id" not in df.columns:
+        raise DatasetError(f"{path}: split assignment lacks column clip_id")
+    groups = df["group"] if "group" in df.columns else pd.Series("", index=df.index)
+    return dict(zip(df["clip_id"], groups, strict=True))
 
 
 def selection_split(splits: Mapping[str, Any] | Any) -> str:

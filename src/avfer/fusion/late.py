@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score, recall_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from avfer.errors import AvferError
 from avfer.fusion.search import search_class_weights, search_weights
@@ -192,15 +192,25 @@ def _summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in ("n", "accuracy", "uar", "macro_f1", "confusion")}
 
 
-def cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def cv_folds(
+    y: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified ``(fit, held-out)`` index pairs over the clips ``y`` (at most as many folds as
-    the largest class has clips; none when that is below 2)."""
+    the largest class has clips, or as there are ``groups``; none when that is below 2); with
+    ``groups`` (one per clip: speaker / movie) each group is in one held-out fold only."""
     k = min(folds, int(np.bincount(y, minlength=NUM_CLASSES).max())) if len(y) else 0
+    if groups is not None:
+        k = min(k, len(np.unique(groups)))
     if k < 2:
         return []
+    cv = (
+        StratifiedKFold(k, shuffle=True, random_state=seed)
+        if groups is None
+        else StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # classes with fewer clips than folds
-        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+        return [(a, b) for a, b in cv.split(np.zeros(len(y)), y, groups) if len(b)]
 
 
 _NO_ESTIMATE = {"accuracy": None, "uar": None, "macro_f1": None, "folds": 0, "per_fold": []}
@@ -214,14 +224,22 @@ def _held_out_metrics(
 
 
 def cross_validate(
-    method: str, scores: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, **fit_kw: Any
+    method: str,
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    **fit_kw: Any,
 ) -> dict[str, Any]:
-    """Stratified K-fold estimate of ``method``: fit on K-1 folds, predict the held-out fold.
+    """Stratified K-fold estimate of ``method``: fit on K-1 folds, predict the held-out fold
+    (whole ``groups`` per fold when given, :func:`cv_folds`).
 
     Returns the metrics of the pooled held-out predictions plus ``folds`` and ``per_fold``
     accuracies; ``None``-valued metrics when there are too few clips per class for 2 folds.
     """
-    splits = cv_folds(y, folds, seed)
+    splits = cv_folds(y, folds, seed, groups)
     if not splits:
         return dict(_NO_ESTIMATE)
     held_out = np.empty(len(y), dtype=int)
@@ -239,13 +257,14 @@ def select_method(
     objective: str,
     folds: int,
     seed: int,
+    groups: np.ndarray | None = None,
     **fit_kw: Any,
 ) -> tuple[str, dict[str, dict[str, Any]]]:
     """The method with the best cross-validated ``objective`` on these clips (ties: the earlier in
     ``methods``) and every method's estimate; one method is returned without cross-validating."""
     if len(methods) == 1:
         return methods[0], {}
-    cv = {m: cross_validate(m, scores, y, folds=folds, seed=seed, **fit_kw) for m in methods}
+    cv = {m: cross_validate(m, scores, y, folds=folds, seed=seed, groups=groups, **fit_kw) for m in methods}
     order = list(methods)
     best = max(
         order, key=lambda m: (cv[m][objective] if cv[m][objective] is not None else -1.0, -order.index(m))
@@ -262,6 +281,7 @@ def nested_predictions(
     objective: str,
     folds: int,
     seed: int,
+    groups: np.ndarray | None = None,
     **fit_kw: Any,
 ) -> tuple[np.ndarray, list[str]]:
     """Held-out class of every clip when, in each ``outer`` fold, the method (:func:`select_method`)
@@ -270,7 +290,10 @@ def nested_predictions(
     chosen = []
     for fit_idx, test_idx in outer:
         s_fit, y_fit = scores[:, fit_idx], y[fit_idx]
-        best, _ = select_method(methods, s_fit, y_fit, objective=objective, folds=folds, seed=seed, **fit_kw)
+        g_fit = None if groups is None else groups[fit_idx]
+        best, _ = select_method(
+            methods, s_fit, y_fit, objective=objective, folds=folds, seed=seed, groups=g_fit, **fit_kw
+        )
         rule = fit_rule(best, s_fit, y_fit, **fit_kw)
         held_out[test_idx] = rule.apply(scores[:, test_idx]).argmax(axis=1)
         chosen.append(best)
@@ -285,15 +308,17 @@ def nested_cross_validate(
     objective: str = "accuracy",
     folds: int = 5,
     seed: int = 0,
+    groups: np.ndarray | None = None,
     **fit_kw: Any,
 ) -> dict[str, Any]:
     """Nested estimate of "pick the best of ``methods`` by CV, then fit it": metrics of the pooled
-    held-out predictions of :func:`nested_predictions`, ``per_fold`` accuracies and ``chosen``."""
-    outer = cv_folds(y, folds, seed)
+    held-out predictions of :func:`nested_predictions`, ``per_fold`` accuracies and ``chosen``
+    (whole ``groups`` per fold, outer and inner, when given)."""
+    outer = cv_folds(y, folds, seed, groups)
     if not outer:
         return {**_NO_ESTIMATE, "chosen": []}
     held_out, chosen = nested_predictions(
-        methods, scores, y, outer, objective=objective, folds=folds, seed=seed, **fit_kw
+        methods, scores, y, outer, objective=objective, folds=folds, seed=seed, groups=groups, **fit_kw
     )
     return {**_held_out_metrics(y, held_out, outer), "chosen": chosen}
 
@@ -308,11 +333,23 @@ class ScoreTable:
     labels: np.ndarray
     scores: np.ndarray
 
+    def _labelled_index(self, split: str) -> np.ndarray:
+        return np.flatnonzero((self.splits == split) & (self.labels != ""))
+
     def labelled(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Scores (M, n, C) and class indices (n,) of the labelled clips of ``split``."""
-        idx = np.flatnonzero((self.splits == split) & (self.labels != ""))
+        idx = self._labelled_index(split)
         y = np.array([EMOTIONS.index(label) for label in self.labels[idx]], dtype=int)
         return self.scores[:, idx], y
+
+    def groups_of(self, split: str, groups: Mapping[str, str] | None) -> np.ndarray | None:
+        """The group (speaker / movie) of each labelled clip of ``split``, in :meth:`labelled`'s
+        order, when some of them have one (a clip without one is its own group); else None."""
+        ids = [self.clip_ids[i] for i in self._labelled_index(split)]
+        named = [(groups or {}).get(c, "") for c in ids]
+        if not any(named):
+            return None
+        return np.array([f"g:{g}" if g else f"c:{c}" for c, g in zip(ids, named, strict=True)])
 
 
 def load_scores(paths: Mapping[str, str], kind: str = "probabilities") -> ScoreTable:

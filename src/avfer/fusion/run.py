@@ -86,13 +86,14 @@ def write_submission(folder: str | Path, predictions: Mapping[str, str]) -> None
     tmp.rename(folder)
 
 
-def _protocol(table: ScoreTable) -> dict[str, Any]:
+def _protocol(table: ScoreTable, grouped: bool) -> dict[str, Any]:
     """What selected, fitted and tested what, from the splits present in the predictions."""
     present = set(table.splits.tolist())
     selection = "dev" if "dev" in present else "val"
     return {
         "model_selection": selection,
         "fusion_fit": "val",
+        "fusion_cv": "grouped folds (whole speakers / movies)" if grouped else "stratified folds",
         "test": "test",
         "single_model_val": "held-out" if selection == "dev" else "optimistic (val also selected epochs)",
         "clips": {s: int((table.splits == s).sum()) for s in ("train", "dev", "val", "test") if s in present},
@@ -127,6 +128,7 @@ def run_late_fusion(
     seed: int = 0,
     truth: str | None = None,
     scores: str = "probabilities",
+    groups: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Fuse the models whose ``predictions`` (model → predictions.csv) are given; write the outputs.
 
@@ -135,12 +137,15 @@ def run_late_fusion(
     earlier method). ``scores``: fuse the models' ``probabilities`` or their ``logits``. The
     reported ``cv`` of the result is nested (the choice of the method is
     redone inside each outer fold). Test clips with labels (the sample sheet's, or ``truth``, a
-    CSV of hidden labels) give ``test`` metrics; they are never used for any choice.
+    CSV of hidden labels) give ``test`` metrics; they are never used for any choice. ``groups``
+    (clip id → speaker / actor / movie, :func:`avfer.datasets.splits.read_groups`): the
+    cross-validation folds keep each group whole when the val clips have groups.
     """
     if method != "auto" and method not in methods:
         raise AvferError(f"fusion.method {method!r} is not in fusion.methods {list(methods)}")
     table = load_scores(predictions, scores)
     scores_val, y_val = table.labelled("val")
+    g_val = table.groups_of("val", groups)
     divisions = fit_divisions(len(table.models), step, max_points)
     fit_kw = {"divisions": divisions, "metric": objective, "rounds": rounds, "chunk": chunk}
     fit_kw["logits"] = scores == "logits"
@@ -152,7 +157,7 @@ def run_late_fusion(
         rules[name] = fit_rule(name, scores_val, y_val, **fit_kw)
         seconds = time.perf_counter() - start
         in_sample = compute_metrics(y_val, rules[name].apply(scores_val).argmax(axis=1))
-        cv = cross_validate(name, scores_val, y_val, folds=folds, seed=seed, **fit_kw)
+        cv = cross_validate(name, scores_val, y_val, folds=folds, seed=seed, groups=g_val, **fit_kw)
         report[name] = {
             "weights": dict(zip(table.models, rules[name].model_weights().round(6).tolist(), strict=True)),
             "val_fitted": _brief(in_sample),
@@ -171,7 +176,7 @@ def run_late_fusion(
         method = max(methods, key=lambda m: (report[m]["cv"][objective] or -1.0, -methods.index(m)))
     rule = rules[method]
     nested = nested_cross_validate(
-        candidates, scores_val, y_val, objective=objective, folds=folds, seed=seed, **fit_kw
+        candidates, scores_val, y_val, objective=objective, folds=folds, seed=seed, groups=g_val, **fit_kw
     )
     log.info("nested cv (%s): %s %s, chosen per fold %s", "auto" if len(candidates) > 1 else method,
              objective, nested[objective], nested["chosen"])  # fmt: skip
@@ -183,7 +188,10 @@ def run_late_fusion(
     in_test = frame["split"] == "test"
     frame.loc[in_test, "label"] = [test_labels[c] for c in frame.loc[in_test, "clip_id"]]
     write_predictions(out_predictions, frame)
-    write_metrics(out_metrics, {**evaluate_predictions(frame), "val_fitted": True})
+    fused_metrics = evaluate_predictions(frame)
+    if "val" in fused_metrics:  # the fusion's weights were fitted on these very clips: in-sample
+        fused_metrics["val_fitted"] = fused_metrics.pop("val")
+    write_metrics(out_metrics, fused_metrics)
     test = frame[frame["split"] == "test"]
     test_predictions = dict(zip(test["clip_id"], test["pred"], strict=True))
     write_submission(out_submission, test_predictions)
@@ -211,7 +219,7 @@ def run_late_fusion(
     result.update(
         step=1.0 / divisions,
         grid_points=simplex_size(len(table.models), divisions),
-        protocol=_protocol(table),
+        protocol=_protocol(table, g_val is not None),
         val_fitted=report[method]["val_fitted"],
         cv=nested,
     )

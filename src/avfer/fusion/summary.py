@@ -106,12 +106,38 @@ def _mean_std(values: Sequence[float | None]) -> dict[str, Any]:
     }
 
 
+def cv_protocol(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """What each fold of a k-fold run used for what (``cv_summary.json``'s ``protocol``), from the
+    ``dataset`` config section (:func:`avfer.datasets.splits.make_splits`)."""
+    carved = dataset["fold_val"] == "carved"
+    train = "the other folds" if carved else "the other folds but the next one"
+    share = dataset["fold_val_fraction"]
+    val = (
+        f"whole groups of the training folds ({share} of their labelled clips)"
+        if carved
+        else "fold k+1 mod K"
+    )
+    dev = dataset["dev_fraction"]
+    return {
+        "folds": dataset["folds"],
+        "val": dataset["fold_val"],
+        "test": "fold k",
+        "train": train,
+        "val_from": val,
+        "dev": f"carved from train ({dev} of its labelled clips)" if dev else "none (models select on val)",
+    }
+
+
 def summarize_cv(
-    fusions: Sequence[str | Path], metrics: Mapping[str, Sequence[str | Path]], out_json: str | Path
+    fusions: Sequence[str | Path],
+    metrics: Mapping[str, Sequence[str | Path]],
+    out_json: str | Path,
+    protocol: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``cv_summary.json`` of a k-fold run: for the late fusion (``fusions``, one late_fusion.json
     per fold) and every model (``metrics``: model → one metrics.json per fold), the mean ± std
-    (sample std) over the folds of the test accuracy, UAR and macro-F1, and the per-fold values.
+    (sample std) over the folds of the test accuracy, UAR and macro-F1, and the per-fold values;
+    ``protocol``: which clips trained, selected and fused (:func:`cv_protocol`).
     Each fold's test clips were held out of everything that fold fitted or chose."""
 
     def entry(per_fold: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -123,6 +149,7 @@ def summarize_cv(
     result = {
         "folds": len(fold_results),
         "split": "test (each fold's held-out clips)",
+        "protocol": dict(protocol or {}),
         "late_fusion": {
             **entry([r.get("test") for r in fold_results]),
             "methods": [r["method"] for r in fold_results],

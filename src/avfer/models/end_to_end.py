@@ -113,11 +113,15 @@ def sequence_norms(ckpt: Mapping[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
 
 
 def from_stages(
-    cnn_path: str | Path, sequence_ckpt: Mapping[str, Any], frozen_batch_norm: bool = True
+    cnn_path: str | Path,
+    sequence_ckpt: Mapping[str, Any],
+    frozen_batch_norm: bool = True,
+    features: Mapping[str, Any] | None = None,
 ) -> EndToEnd:
-    """The end-to-end model of a fine-tuned face CNN (model.pt) and a sequence model trained on
-    its features (the loaded checkpoint dict of ``train_sequence_model``)."""
-    cnn, _ = load_face_model(cnn_path)
+    """The end-to-end model of a fine-tuned face CNN (model.pt, read at the feature layer
+    ``features``) and a sequence model trained on its features (the loaded checkpoint dict of
+    ``train_sequence_model``)."""
+    cnn, _ = load_face_model(cnn_path, features=features)
     head = build_model(sequence_ckpt["spec"])
     head.load_state_dict(sequence_ckpt["state_dict"])
     if not isinstance(head, WindowedClassifier):

@@ -133,8 +133,12 @@ def face_model_from_spec(spec: Mapping[str, Any]) -> FaceModel:
     )
 
 
-def load_face_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FaceModel, dict[str, Any]]:
-    """Rebuild a :class:`FaceModel` from ``model.pt`` (eval mode) → ``(model, extra)``."""
+def load_face_model(
+    path: str | Path, device: str | torch.device = "cpu", features: Mapping[str, Any] | None = None
+) -> tuple[FaceModel, dict[str, Any]]:
+    """Rebuild a :class:`FaceModel` from ``model.pt`` (eval mode) → ``(model, extra)``; ``features``
+    (``feature_layer``, ``feature_map_size``: :func:`avfer.config.feature_settings`) choose the
+    layer ``forward_features`` reads instead of the saved one (the weights do not depend on it)."""
     path = Path(path)
     if not path.is_file():
         raise AvferError(f"{path}: model file does not exist")
@@ -143,6 +147,6 @@ def load_face_model(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise AvferError(f"{path}: not an avfer face model ({MODEL_FORMAT}); re-run its training rule")
     if list(blob["classes"]) != list(EMOTIONS):
         raise AvferError(f"{path}: class order {blob['classes']} differs from {list(EMOTIONS)}")
-    model = face_model_from_spec(blob)
+    model = face_model_from_spec({**blob, **(features or {})})
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), dict(blob.get("extra") or {})

@@ -86,14 +86,16 @@ class StaticCNN(nn.Module, FeatureMapLayer):
         """The last block's map ``[N, C, h, w]`` (the grid of ``input_size``)."""
         return self.features(x)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last hidden layer ``[N, feature_dim]``."""
-        if self.feature_layer == "map":
-            return self.map_features(x)
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer ``[N, feature_dim]`` (what the classifier reads)."""
         return self.fc(torch.flatten(self.features(x), 1))
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer ``[N, feature_dim]``, or the flattened map (``feature_layer: map``)."""
+        return self.map_features(x) if self.feature_layer == "map" else self.hidden(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+        return self.head(self.hidden(x))
 
 
 class TransferHead(nn.Module, FeatureMapLayer):
@@ -110,14 +112,16 @@ class TransferHead(nn.Module, FeatureMapLayer):
         """The timm network's map before its global pooling."""
         return self.net.forward_feature_map(x)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The FC 1024 layer ``[N, 1024]``."""
-        if self.feature_layer == "map":
-            return self.map_features(x)
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The FC 1024 layer ``[N, 1024]`` (what the classifier reads)."""
         return self.fc(self.net.forward_features(x))
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The FC 1024 layer ``[N, 1024]``, or the flattened map (``feature_layer: map``)."""
+        return self.map_features(x) if self.feature_layer == "map" else self.hidden(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+        return self.head(self.hidden(x))
 
 
 def seed_cnn(num_classes: int, in_chans: int, input_size: int = 48) -> StaticCNN:

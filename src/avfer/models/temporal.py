@@ -20,8 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from avfer.errors import AvferError
 from avfer.labels import NUM_CLASSES
-
-HEAD_PATTERN = r"b?(gru|lstm)(_att)?"
+from avfer.models.names import HEAD_PATTERN
 
 
 class SequenceBatch(TypedDict, total=False):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from avfer.config import result_settings
+from avfer.config import FEATURE_KEYS, feature_settings, result_settings
 from avfer.data.clips import clip_loader
 from avfer.data.frames import FrameStore, batch_loader, even_subsample
 from avfer.data.static import load_static, one_hot
@@ -48,6 +48,11 @@ from avfer.train.loop import FitResult, predict, resolve_device, seed_everything
 log = logging.getLogger(__name__)
 
 Score = Callable[[np.ndarray, np.ndarray], float]
+# what each split of pre-training's metrics.json did (FER2013: val = PublicTest, test = PrivateTest)
+PRETRAIN_ROLES = {
+    "val": "selection (chose the epoch; FER2013 PublicTest: optimistic)",
+    "test": "held out (FER2013 PrivateTest)",
+}
 
 
 def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None = None) -> FaceModel:
@@ -55,9 +60,10 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
     weights file: our ``model.pt``, a bare state_dict or, for mini_xception, a Keras .hdf5), else
     from ``cnn.pretrained_paths[backbone]`` / ``cnn.pretrained_path``, else ``cnn.pretrained``
     (``ferplus``: the shipped face model; ``imagenet``: timm's / torchvision's download); its
-    feature layer ``cnn.feature_layers[backbone]``, else ``cnn.feature_layer``."""
+    feature layer that of :func:`avfer.config.feature_settings` (the trainers leave those keys out:
+    see :func:`_trained`)."""
     init = init or local_weights(backbone, cnn)
-    layer = (cnn.get("feature_layers") or {}).get(backbone) or cnn.get("feature_layer", "penultimate")
+    features = feature_settings(cnn, backbone)
     return FaceModel(
         backbone,
         input_size=cnn["input_size"],
@@ -66,8 +72,7 @@ def build_model(backbone: str, cnn: Mapping[str, Any], init: str | Path | None =
         normalization=cnn["normalization"],
         pretrained_path=init,
         pretrained="imagenet" if not init and cnn.get("pretrained") == "imagenet" else "none",
-        feature_layer=layer,
-        feature_map_size=cnn.get("feature_map_size"),
+        **features,
     )
 
 
@@ -129,7 +134,7 @@ def pretrain(
     train, val = data.part("train"), data.part("val")
     if not len(train.labels) or not len(val.labels):
         raise AvferError(f"pretrain: need train and val images, got {len(train.labels)} / {len(val.labels)}")
-    model = build_model(backbone, cnn)
+    model = build_model(backbone, _trained(cnn))
     bs = hp["batch_size"]
     # crowd label distributions (ferplus) when a dataset has them, else the labels themselves
     soft = not np.array_equal(train.soft, one_hot(train.labels))
@@ -161,11 +166,15 @@ def pretrain(
     for split in ("val", "test"):
         part = data.part(split)
         if len(part.labels):
-            metrics[split] = _image_metrics(model, part.images, part.labels, cnn, device)
+            scores = _image_metrics(model, part.images, part.labels, cnn, device)
+            metrics[split] = {**scores, "role": PRETRAIN_ROLES[split]}
     metrics["by_dataset"] = {
-        name: _image_metrics(
-            model, val.images[val.sources == name], val.labels[val.sources == name], cnn, device
-        )
+        name: {
+            **_image_metrics(
+                model, val.images[val.sources == name], val.labels[val.sources == name], cnn, device
+            ),
+            "role": PRETRAIN_ROLES["val"],
+        }
         for name in np.unique(val.sources)
     }
     extra = {"stage": "pretrain", "best_epoch": result.best_epoch, "history": result.history}
@@ -178,7 +187,13 @@ def pretrain(
 
 def _settings(section: Mapping[str, Any]) -> dict[str, Any]:
     """A config section without what does not change results (part of the resume hash)."""
-    return result_settings(section, "backbones", "enabled")
+    return result_settings(section, "backbones", "enabled", *FEATURE_KEYS)
+
+
+def _trained(cnn: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cnn`` section the trainers build their model from: without the feature layer keys
+    (its weights do not depend on them; whoever reads features sets them, :func:`load_face_model`)."""
+    return {k: v for k, v in cnn.items() if k not in FEATURE_KEYS}
 
 
 def _static_stamps(pretrain_cfg: Mapping[str, Any]) -> list[tuple[str, int, int]]:
@@ -234,7 +249,7 @@ def finetune(
             f"finetune: no face frames in the {'train' if not len(train.images) else select_on} clips "
             f"of {len(face_paths)} face cache(s) (did face detection fail everywhere?)"
         )
-    model = build_model(backbone, cnn, init)
+    model = build_model(backbone, _trained(cnn), init)
     bs, k, seq = hp["batch_size"], cnn["frames_per_clip"], int(cnn.get("sequence_frames") or 0)
     if seq:  # one T-frame sequence per clip and epoch, one loss per sequence (mean frame logits)
         seen = np.flatnonzero(train.clips["n_faces"].to_numpy() > 0)

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -131,17 +132,19 @@ def extract_features(
     device: str = "auto",
     threads: int | None = None,
     config_hash: str = "",
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Write the feature cache of one face-cache shard (see the module docstring), clip by
     clip and, within a clip, :data:`BLOCK_FRAMES` grid frames at a time (memory does not grow
     with the shard or the clip).
 
     Every clip of the face cache gets a group with its split, label, status and error. A clip
-    whose face cache group has no ``has_face`` (status ``failed``) gets no datasets.
+    whose face cache group has no ``has_face`` (status ``failed``) gets no datasets. ``features``:
+    the layer to read (:func:`avfer.config.feature_settings`; default: the one in ``model.pt``).
     """
     if threads:
         torch.set_num_threads(threads)
-    model, _ = load_face_model(model_path, resolve_device(device))
+    model, _ = load_face_model(model_path, resolve_device(device), features)
     size, chans = model.spec["input_size"], model.spec["in_chans"]
     store = FrameStore.from_caches([faces_path], size=size, chans=chans)
     with open_cache(faces_path, "faces") as src:

@@ -111,17 +111,19 @@ def train_end_to_end(
     threads: int | None = None,
     eval_batch_size: int = 4,
     resume_dir: str | Path | None = None,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``e2e_<m>`` from the CNN ``cnn_path`` and sequence model ``sequence_path`` (model.pt
     of ``<m>``) on the face caches (and audio caches, early fusion); ``assignment`` is the
-    protocol run. Returns the metrics."""
+    protocol run; ``features``: the CNN's feature layer (the one the sequence model was trained
+    on, :func:`avfer.config.feature_settings`). Returns the metrics."""
     if threads:
         torch.set_num_threads(int(threads))
     seed_everything(seed)
     ckpt = torch.load(sequence_path, map_location="cpu", weights_only=True)
     if name != f"e2e_{ckpt['spec']['name']}":
         raise AvferError(f"{sequence_path}: holds {ckpt['spec']['name']}, not the sequence model of {name}")
-    model = from_stages(cnn_path, ckpt, bool(train.get("frozen_batch_norm", True)))
+    model = from_stages(cnn_path, ckpt, bool(train.get("frozen_batch_norm", True)), features)
     if train.get("augment") is not None:
         model.cnn.set_augment(train["augment"])
     data = EndToEndData(model, ckpt, face_paths, audio_paths, assignment)
@@ -153,7 +155,7 @@ def train_end_to_end(
 
     targets = np.array([EMOTIONS.index(x) for x in clips["label"].iloc[train_rows]])
     weight = class_weights(targets, train["balanced_loss"])
-    spec = {"spec": ckpt["spec"], "name": name}
+    spec = {"spec": ckpt["spec"], "name": name, "features": dict(features or {})}
     resume = None
     if resume_dir is not None:
         inputs = file_stamps([cnn_path, sequence_path, *face_paths, *audio_paths])

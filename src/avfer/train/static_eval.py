@@ -1,4 +1,5 @@
-"""The static evaluation of the FER2013 image models: PublicTest and PrivateTest accuracy, the
+"""The static evaluation of the FER2013 image models: PublicTest (the selection split: pre-training
+chose each epoch on it) and PrivateTest (held out) accuracy, the
 per-class report (scikit-learn ``classification_report``), the top-2 analysis (the share of
 errors whose second choice is right) and the ensemble of the models (mean probabilities).
 
@@ -29,6 +30,11 @@ from avfer.train.loop import predict, resolve_device
 log = logging.getLogger(__name__)
 
 FER_SPLITS = {"PublicTest": "val", "PrivateTest": "test"}
+# pre-training chose each model's epoch on PublicTest (its val): only PrivateTest is held out
+FER_ROLES = {
+    "PublicTest": "selection (pre-training chose the epoch on it: optimistic)",
+    "PrivateTest": "held out",
+}
 
 
 def top2_analysis(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -60,7 +66,8 @@ def _report_text(name: str, split: str, probs: np.ndarray, y: np.ndarray) -> str
     )
     top2 = top2_analysis(probs, y)
     share = "n/a" if top2["share_of_errors"] is None else f"{top2['share_of_errors']:.3f}"
-    return f"== {name} - FER2013 {split}\n{text}second choice right in {share} of the errors\n"
+    role = FER_ROLES[split]
+    return f"== {name} - FER2013 {split} ({role})\n{text}second choice right in {share} of the errors\n"
 
 
 def evaluate_static(
@@ -91,19 +98,22 @@ def evaluate_static(
             loader = batch_loader(images[idx], targets[fer_name], batch_size=batch_size)
             logits, _ = predict(model, loader, dev)
             probs.setdefault(name, {})[fer_name] = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
-    result: dict[str, Any] = {"csv": str(fer2013_csv), "models": {}, "ensemble": {}}
+    roles = {s: FER_ROLES[s] for s in present}
+    result: dict[str, Any] = {"csv": str(fer2013_csv), "roles": roles, "models": {}, "ensemble": {}}
     texts = []
     for name in models:
-        result["models"][name] = {s: split_scores(probs[name][s], targets[s]) for s in present}
+        result["models"][name] = {
+            s: {**split_scores(probs[name][s], targets[s]), "role": roles[s]} for s in present
+        }
         texts += [_report_text(name, s, probs[name][s], targets[s]) for s in present]
     if len(models) > 1:
         for s in present:
             mean = np.mean([probs[name][s] for name in models], axis=0)
-            result["ensemble"][s] = split_scores(mean, targets[s])
+            result["ensemble"][s] = {**split_scores(mean, targets[s]), "role": roles[s]}
             texts.append(_report_text(f"ensemble ({', '.join(models)})", s, mean, targets[s]))
     for name, scores in [*result["models"].items(), ("ensemble", result["ensemble"])]:
         for s, m in scores.items():
-            log.info("%s FER2013 %s: accuracy %.4f (n=%d)", name, s, m["accuracy"], m["n"])
+            log.info("%s FER2013 %s: accuracy %.4f (n=%d, %s)", name, s, m["accuracy"], m["n"], m["role"])
     write_json(out_json, result)
     with atomic_path(out_report) as tmp:
         Path(tmp).write_text("\n".join(texts))
