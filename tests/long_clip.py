@@ -62,7 +62,7 @@ def main() -> None:
          "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(video)],
         check=True,
     )  # fmt: skip
-    cnn = validate_config({})["cnn"]
+    cnn = validate_config({"cnn": {"backbones": ["mini_xception"], "pretrained": "none"}})["cnn"]
     cnn |= {"input_size": 32, "in_chans": 1, "device": "cpu", "frames_per_clip": 4, "val_frames_per_clip": 4}
     cnn["train"] = {**cnn["train"], "epochs": 1, "batch_size": 32, "patience": 0}
     base = rss()

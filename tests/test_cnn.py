@@ -38,7 +38,8 @@ def fer_csv(tmp_path_factory):
 
 
 def _cfg(cnn=None, pretrain_cfg=None):
-    cfg = validate_config({"cnn": {"device": "cpu", **(cnn or {})}, "pretrain": pretrain_cfg or {}})
+    cnn = {"device": "cpu", "backbones": ["mini_xception"], "pretrained": "none", **(cnn or {})}
+    cfg = validate_config({"cnn": cnn, "pretrain": pretrain_cfg or {}})
     return cfg["cnn"], cfg["pretrain"]
 
 

@@ -63,7 +63,8 @@ def stages(tmp_path_factory):
     """Face caches → fine-tuned mini-Xception → its feature caches → a GRU and early fusion (a)."""
     root = tmp_path_factory.mktemp("e2e")
     faces = write_face_caches(root, clips_per_class=2, seed=0)
-    cnn = validate_config({"cnn": {"device": "cpu", "input_size": 32, "frames_per_clip": 4}})["cnn"]
+    cnn = {"device": "cpu", "input_size": 32, "frames_per_clip": 4, "pretrained": "none"}
+    cnn = validate_config({"cnn": cnn})["cnn"]
     cnn["train"]["epochs"] = 2
     folder = root / "cnn"
     finetune(
