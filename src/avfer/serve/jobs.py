@@ -91,7 +91,8 @@ class Jobs:
 
     ``max_queue``: jobs that may wait (uploading or queued) besides the running one;
     ``keep_minutes``: how long a finished job's files stay; ``root``: where the private folder
-    is made (default: the system's temporary folder)."""
+    is made (default: the system's temporary folder); ``frame_wait``: seconds a live frame
+    waits for the model."""
 
     def __init__(
         self,
@@ -100,8 +101,10 @@ class Jobs:
         max_queue: int = 8,
         keep_minutes: float = 60.0,
         root: str | Path | None = None,
+        frame_wait: float = 10.0,
     ) -> None:
         self.predictor, self.max_queue, self.keep_minutes = predictor, max(0, max_queue), keep_minutes
+        self.frame_wait = frame_wait
         self.dir = Path(tempfile.mkdtemp(prefix="avfer-serve-", dir=root))  # mode 0700
         self.model_lock = threading.Lock()  # one prediction at a time: a job or a live frame
         self._lock = threading.Lock()  # guards _jobs and _waiting
@@ -176,7 +179,9 @@ class Jobs:
 
     def _run(self, job: Job) -> dict[str, Any]:
         outputs = [o for o in OUTPUTS if o != "json"]
-        summary = predict_input(self.predictor, job.input, job.dir, STEM, outputs, job.progress)
+        summary = predict_input(
+            self.predictor, job.input, job.dir, STEM, outputs, job.progress, title=job.name
+        )
         stored, shown = str(job.input), job.name
         for key in ("input", "error"):
             summary[key] = summary[key].replace(stored, shown)
@@ -186,10 +191,10 @@ class Jobs:
 
     # --- live frames --------------------------------------------------------------------------
 
-    def frame(self, image: np.ndarray, wait: float = 10.0) -> dict[str, Any]:
+    def frame(self, image: np.ndarray) -> dict[str, Any]:
         """One live frame (``uint8 [H, W, 3]`` RGB) through the model: its summary and per face
-        the box and probabilities; raises :class:`ModelBusy` after ``wait`` seconds."""
-        if not self.model_lock.acquire(timeout=wait):
+        the box and probabilities; raises :class:`ModelBusy` after ``frame_wait`` seconds."""
+        if not self.model_lock.acquire(timeout=self.frame_wait):
             raise ModelBusy("the model is busy with a video job; live frames resume after it")
         try:
             pred, marks = self.predictor.image(image, "frame")
