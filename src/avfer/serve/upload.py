@@ -26,7 +26,7 @@ class UploadError(AvferError):
 
 
 def too_large(limit: int) -> UploadError:
-    return UploadError(413, f"the upload is larger than the server's limit of {limit / 2**20:.4g} MB")
+    return UploadError(413, f"the upload is larger than the server's limit of {limit / 2**20:.3g} MB")
 
 
 def check_length(request: Request, limit: int) -> None:
