@@ -13,8 +13,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: install system-deps demo test test-fast lint bench report clean
 
 # ffmpeg: every stage; libgl1/libglib2.0-0: OpenCV (avfer predict's live window); xvfb and
-# espeak-ng: tests (the live window on a virtual display, synthesised speech)
-APT_PKGS := ffmpeg libgl1 libglib2.0-0 xvfb espeak-ng
+# espeak-ng: tests (the live window on a virtual display, synthesised speech); chromium: tests
+# (avfer serve's page in a real browser)
+APT_PKGS := ffmpeg libgl1 libglib2.0-0 xvfb espeak-ng chromium
 
 system-deps:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

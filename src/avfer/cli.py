@@ -1,5 +1,5 @@
 """Command line: ``avfer make-demo``, ``avfer sample-sheet``, ``avfer check-config``,
-``avfer predict``, ``avfer export``.
+``avfer predict``, ``avfer serve``, ``avfer export``.
 
 The pipeline itself runs through Snakemake; these commands expose the pieces a user wants
 on their own (generate the demo data, inspect a dataset, validate a config).
@@ -55,6 +55,15 @@ def _check_config(args: argparse.Namespace) -> None:
         print(f"{names}: valid")
 
 
+def _torch_threads(n: int | None) -> None:
+    import os
+
+    import torch
+
+    # ffmpeg decodes and encodes beside the models: leave it a core (oversubscribed torch is slow)
+    torch.set_num_threads(n or max(1, (os.cpu_count() or 2) - 1))
+
+
 class InputsFailed(AvferError):
     """Some inputs of ``avfer predict`` failed (each already reported in one line)."""
 
@@ -65,12 +74,7 @@ def _predict(args: argparse.Namespace) -> None:
 
     if not args.inputs and args.webcam is None:
         raise AvferError("predict: give at least one INPUT (video, image, folder or glob) or --webcam")
-    import os
-
-    import torch
-
-    # ffmpeg decodes and encodes beside the models: leave it a core (oversubscribed torch is slow)
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
+    _torch_threads(args.threads)
     predictor = Predictor(
         load_bundle(args.model), device=args.device, max_faces=args.max_faces, curve_window=args.curve_window
     )
@@ -88,6 +92,25 @@ def _predict(args: argparse.Namespace) -> None:
     )
     if bad:
         raise InputsFailed(f"{bad} input(s) failed or had no face (see above); outputs in {args.out}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from avfer.bundle import load_bundle
+    from avfer.predict import Predictor
+    from avfer.serve import serve
+
+    _torch_threads(args.threads)
+    predictor = Predictor(
+        load_bundle(args.model), device=args.device, max_faces=args.max_faces, curve_window=args.curve_window
+    )
+    serve(
+        predictor,
+        host=args.host,
+        port=args.port,
+        max_upload_mb=args.max_upload_mb,
+        keep_minutes=args.keep_minutes,
+        max_queue=args.max_queue,
+    )
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -175,6 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-frames", type=int, default=0, help="live mode: stop after N frames (0 = never)")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("serve", help="a local web app and HTTP API on a model (upload, webcam, /docs)")
+    p.add_argument("--model", help="bundle folder from `avfer export` (default: avfer predict's default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-faces", type=int, default=3, help="faces tracked per video / per image")
+    p.add_argument(
+        "--curve-window", type=float, default=2.0, help="seconds of the window of the audio and fused curves"
+    )
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: CPU cores - 1)")
+    p.add_argument("--max-upload-mb", type=float, default=500.0, help="larger uploads get 413")
+    p.add_argument(
+        "--keep-minutes", type=float, default=60.0, help="a finished job's files are deleted after this"
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=8, help="jobs waiting besides the running one (more get 503)"
+    )
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser(
         "export", help="package a trained run (or the shipped model) as a bundle for `avfer predict`"

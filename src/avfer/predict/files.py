@@ -59,9 +59,16 @@ def output_names(files: Sequence[Path]) -> list[str]:
 
 
 def predict_one(
-    predictor: Predictor, path: Path, out_dir: Path, name: str, outputs: Sequence[str], progress: Any = None
+    predictor: Predictor,
+    path: Path,
+    out_dir: Path,
+    name: str,
+    outputs: Sequence[str],
+    progress: Any = None,
+    title: str | None = None,
 ) -> Prediction:
-    """Predict one file and write the requested ``outputs`` as ``out_dir/name.*``."""
+    """Predict one file and write the requested ``outputs`` as ``out_dir/name.*`` (``title``:
+    of the timeline, default the file's name)."""
     is_image = path.suffix.lower() in IMAGE_SUFFIXES
     if is_image:
         image = read_image(path)
@@ -72,12 +79,35 @@ def predict_one(
     else:
         annotated = out_dir / f"{name}.annotated.mp4" if "annotated" in outputs else None
         timeline = out_dir / f"{name}.timeline.png" if "timeline" in outputs else None
-        pred = predictor.video(path, annotated=annotated, timeline=timeline, progress=progress)
+        pred = predictor.video(path, annotated=annotated, timeline=timeline, progress=progress, title=title)
     if "csv" in outputs:
         write_frames_csv(out_dir / f"{name}.frames.csv", pred.frames)
     if "json" in outputs:
         write_summary(out_dir / f"{name}.json", pred.summary)
     return pred
+
+
+def predict_input(
+    predictor: Predictor,
+    path: Path,
+    out_dir: Path,
+    name: str,
+    outputs: Sequence[str],
+    progress: Any = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """:func:`predict_one`, an input that cannot be read included: its summary (``status`` ok,
+    no_face or failed; ``error`` the one-line message), also written as ``name.json`` when
+    ``outputs`` has ``json``."""
+    try:
+        return predict_one(predictor, path, out_dir, name, outputs, progress, title).summary
+    except AvferError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+        summary = failed_summary(str(path), kind, msg, predictor.bundle)
+        if "json" in outputs:
+            write_summary(out_dir / f"{name}.json", summary)
+        return summary
 
 
 def predict_files(
@@ -103,18 +133,10 @@ def predict_files(
     frames = tqdm(total=0, unit="frame", desc="frames", disable=disable, position=1, leave=False)
     for path, name in zip(files, output_names(files), strict=True):
         bar.set_postfix_str(path.name[-40:])
-        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
-        try:
-            pred = predict_one(predictor, path, out, name, outputs, frames)
-            if pred.summary["status"] != "ok":
-                bad += 1
-                tqdm.write(f"avfer: error: {pred.summary['error']}", file=sys.stderr)
-        except AvferError as exc:
+        summary = predict_input(predictor, path, out, name, outputs, frames)
+        if summary["status"] != "ok":
             bad += 1
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            tqdm.write(f"avfer: error: {msg}", file=sys.stderr)
-            if "json" in outputs:
-                write_summary(out / f"{name}.json", failed_summary(str(path), kind, msg, predictor.bundle))
+            tqdm.write(f"avfer: error: {summary['error']}", file=sys.stderr)
         bar.update(1)
     frames.close()
     bar.close()

@@ -173,11 +173,12 @@ class Predictor:
         annotated: str | Path | None = None,
         timeline: str | Path | None = None,
         progress: Any = None,
+        title: str | None = None,
     ) -> Prediction:
         """Predict a video file; ``annotated``: also write the annotated mp4 there, ``timeline``
         the timeline plot (matplotlib imported during the frame loop, the plot drawn while the
-        last frames are encoded); ``progress``: a tqdm-like bar (``total`` set here, ``update``
-        per chunk)."""
+        last frames are encoded; ``title``: its title, default the file's name); ``progress``: a
+        tqdm-like bar (``total`` set here, ``update`` per chunk)."""
         if timeline is not None:
             preload_timeline()
         info = probe(path)
@@ -220,7 +221,7 @@ class Predictor:
             )
             pred = self._clip_prediction(path, info, clips, logits)
             if timeline is not None:
-                write_timeline(timeline, pred.frames, title=Path(path).name)
+                write_timeline(timeline, pred.frames, title=title or Path(path).name)
         return pred
 
     def _clip_prediction(
