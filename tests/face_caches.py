@@ -47,8 +47,13 @@ def write_face_caches(
     clips_per_class: int = 3,
     frames: tuple[int, int] = (12, 30),
     seed: int = 0,
+    broken: bool = False,
 ) -> list[Path]:
-    """Write ``<root>/faces/<split>-000.h5`` for train/val/test (test unlabelled); return them."""
+    """Write ``<root>/faces/<split>-000.h5`` for train/val/test (test unlabelled); return them.
+
+    ``broken`` adds to every split ``<split>_failed`` (an unreadable file: no datasets) and
+    ``<split>_empty`` (a video without a decodable frame: ``no_face`` with zero-length datasets),
+    both labelled Angry outside test."""
     rng = np.random.default_rng(seed)
     paths = []
     for split in ("train", "val", "test"):
@@ -78,5 +83,23 @@ def write_face_caches(
                         "has_face": has_face,
                     }
                     write_clip(f, clip_id, data, split=split, label=lab, status=status)
+            if broken:
+                write_broken_faces(f, split)
         paths.append(path)
     return paths
+
+
+def write_broken_faces(f, split: str) -> None:
+    """The two zero-length clips of :func:`write_face_caches` (``broken``) in the open cache ``f``."""
+    label = "Angry" if split != "test" else ""
+    write_clip(f, f"{split}_failed", {}, split=split, label=label, status="failed", error="unreadable")
+    empty = {
+        "faces": np.zeros((0, SIZE, SIZE, 3), np.uint8),
+        "frame_index": np.zeros(0, np.int32),
+        "timestamp": np.zeros(0),
+        "box": np.zeros((0, 4), np.float32),
+        "landmarks": np.zeros((0, 5, 2), np.float32),
+        "prob": np.zeros(0, np.float32),
+        "has_face": np.zeros(0, bool),
+    }
+    write_clip(f, f"{split}_empty", empty, split=split, label=label, status="no_face")

@@ -25,11 +25,13 @@ def write_synthetic_caches(
     func_dim: int = 12,
     noise: float = 1.0,
     seed: int = 0,
+    broken: bool = False,
 ) -> dict[str, list[str]]:
     """Write ``<root>/features/<backbone>/<split>-000.h5`` and ``<root>/audio/<split>-000.h5``.
 
     Test clips are unlabelled (their truth goes to ``<root>/truth.csv``). Clip ``*_00`` of the
-    train split has no audio; every clip has a few faceless frames.
+    train split has no audio; every clip has a few faceless frames. ``broken`` adds to every split
+    the zero-length clips of :func:`write_broken_clips`.
     """
     rng = np.random.default_rng(seed)
     face_centers = rng.normal(0, 1.5, (4, video_dim))
@@ -81,7 +83,27 @@ def write_synthetic_caches(
                         label=label,
                         status="no_audio" if no_audio else "ok",
                     )
+            if broken:
+                write_broken_clips(ff, fa, split, lld_dim, func_dim, video_dim)
         paths["features"].append(str(fpath))
         paths["audio"].append(str(apath))
     (root / "truth.csv").write_text("clip_id,label\n" + "".join(f"{c},{e}\n" for c, e in truth))
     return paths
+
+
+def write_broken_clips(ff, fa, split: str, lld_dim: int, func_dim: int, video_dim: int) -> None:
+    """Two zero-length clips (label Angry, unlabelled in test) as the stages write them:
+    ``<split>_failed`` (an unreadable file: no feature datasets, audio ``failed`` with ``T = 0``)
+    and ``<split>_empty`` (a video without a decodable frame: an empty grid, ``no_face`` and
+    ``no_audio``)."""
+    label = "Angry" if split != "test" else ""
+    audio = {
+        "lld": np.zeros((0, lld_dim), np.float32),
+        "lld_mask": np.zeros(0, bool),
+        "functionals": np.zeros(func_dim, np.float32),
+    }
+    write_clip(ff, f"{split}_failed", {}, split=split, label=label, status="failed", error="unreadable")
+    write_clip(fa, f"{split}_failed", audio, split=split, label=label, status="failed", error="unreadable")
+    empty = {"features": np.zeros((0, video_dim), np.float32), "mask": np.zeros(0, bool)}
+    write_clip(ff, f"{split}_empty", empty, split=split, label=label, status="no_face")
+    write_clip(fa, f"{split}_empty", audio, split=split, label=label, status="no_audio")

@@ -35,7 +35,7 @@ from avfer.audio import (
 )
 from avfer.audio.cache import segment_llds
 from avfer.io import config_hash, iter_clips, open_cache
-from avfer.io.failures import FailedShardError
+from avfer.io.failures import FailedSplitError
 from avfer.video import ToolError, VideoError, grid_length, probe
 
 SR = 16000
@@ -342,25 +342,23 @@ def test_shard_cache_layout_and_failures_logged(tmp_path, media, caplog):
 EGEMAPS = {"feature_set": "eGeMAPSv02", "functionals_level": "func", "lld_level": "lld"}
 
 
-def test_too_many_failed_clips_stop_the_shard(tmp_path, media):
-    """2 of 3 clips failing exceeds the default 0.5: one error naming them, nothing written;
-    no_audio clips are not failures; max_failed_fraction 1 keeps going."""
-    out = tmp_path / "audio" / "train-000.h5"
-    with pytest.raises(FailedShardError) as err:
-        build_audio_shard(_rows(media, ["garbage", "ok", "missing"]), out, EGEMAPS)
-    msg = str(err.value)
-    assert "\n" not in msg and "2 of 3 clips failed" in msg and "audio.max_failed_fraction = 0.5" in msg
-    assert f"garbage: {media['garbage']}" in msg and f"missing: {media['missing']}" in msg
-    assert not out.exists() and list(out.parent.iterdir()) == []  # no temporary file left behind
-    summary = build_audio_shard(
-        _rows(media, ["silent", "silent", "garbage"]).assign(clip_id=["a", "b", "c"]), out, EGEMAPS
-    )
-    assert summary["status"] == {"ok": 0, "no_audio": 2, "failed": 1} and out.exists()
-    loose = {**EGEMAPS, "max_failed_fraction": 1.0}
-    summary = build_audio_shard(_rows(media, ["garbage", "missing"]), out, loose)
-    assert summary["status"]["failed"] == 2
-    with open_cache(out, "audio") as f:  # the failure budget is not part of what the cache holds
+def test_too_many_failed_clips_of_a_split_stop_the_run(tmp_path, media):
+    """Shards keep every clip; 2 of 3 clips of a split failing exceeds 0.5: the split's summary
+    stops the run in one line naming them; no_audio clips are not failures."""
+    first, second = tmp_path / "audio" / "train-000.h5", tmp_path / "audio" / "train-001.h5"
+    summary = build_audio_shard(_rows(media, ["garbage", "missing"]), first, EGEMAPS)
+    assert summary["status"]["failed"] == 2 and first.exists()  # a shard of failures is written
+    with open_cache(first, "audio") as f:  # the failure budget is not part of what the cache holds
         assert f.attrs["config_hash"] == config_hash(EGEMAPS)
+    build_audio_shard(_rows(media, ["silent"]).assign(clip_id=["s"]), second, EGEMAPS)
+    with pytest.raises(FailedSplitError) as err:
+        summarize_audio([first, second], split="train", max_failed_fraction=0.5)
+    msg = str(err.value)
+    assert "\n" not in msg and "audio of split train: 2 of 3 clips failed" in msg
+    assert "audio.max_failed_fraction = 0.5" in msg
+    assert f"garbage: {media['garbage']}" in msg and f"missing: {media['missing']}" in msg
+    merged = summarize_audio([first, second], split="train", max_failed_fraction=0.7)
+    assert merged["status"] == {"ok": 0, "no_audio": 1, "failed": 2}
 
 
 def _broken_tool(folder: Path, name: str) -> Path:

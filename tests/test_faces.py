@@ -42,7 +42,7 @@ from avfer.faces import (
 from avfer.faces.align import transform_points
 from avfer.faces.track import KeyState, guess_boxes
 from avfer.io import SCHEMAS, config_hash, iter_clips, open_cache
-from avfer.io.failures import FailedShardError
+from avfer.io.failures import FailedSplitError
 from avfer.video import ToolError, frame_times, grid_length, probe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -432,21 +432,26 @@ def test_audio_only_file_is_no_video_on_the_audio_grid(tmp_path, pyfeat_media, d
     ]
 
 
-def test_too_many_failed_clips_stop_the_face_shard(tmp_path, pyfeat_media, detector, settings):
+def test_too_many_failed_clips_of_a_split_stop_the_run(tmp_path, pyfeat_media, detector, settings):
+    """A shard keeps every clip (failed ones as ``failed``); the split's summary stops the run,
+    in one line naming the failures, when more than max_failed_fraction of its clips failed."""
     bad, empty = tmp_path / "garbage.mp4", tmp_path / "empty.avi"
     bad.write_bytes(b"\x00\x01garbage" * 500)
     empty.write_bytes(b"")
     voice = _audio_only(pyfeat_media, tmp_path / "voice.m4a")
     rows = _rows({"garbage": (bad, "Sad"), "voice": (voice, "Happy"), "empty": (empty, "Angry")})
     out = tmp_path / "faces" / "train-000.h5"
-    with pytest.raises(FailedShardError) as err:
-        build_face_shard(rows, out, settings, detector=detector)
-    msg = str(err.value)
-    assert "\n" not in msg and "2 of 3 clips failed" in msg and "faces.max_failed_fraction = 0.5" in msg
-    assert f"garbage: {bad}: unreadable video" in msg and f"empty: {empty}: media file is empty" in msg
-    assert not out.exists() and list(out.parent.iterdir()) == []
-    summary = build_face_shard(rows, out, settings, detector=detector, max_failed_fraction=1.0)
+    summary = build_face_shard(rows, out, settings, detector=detector)
     assert [r["status"] for r in summary] == ["failed", "no_video", "failed"] and out.exists()
+    report = tmp_path / "summary.json", tmp_path / "summary.csv"
+    with pytest.raises(FailedSplitError) as err:
+        summarize_faces([out], *report, split="train", max_failed_fraction=0.5)
+    msg = str(err.value)
+    assert "\n" not in msg and "faces of split train: 2 of 3 clips failed" in msg
+    assert "faces.max_failed_fraction = 0.5" in msg
+    assert f"garbage: {bad}: unreadable video" in msg and f"empty: {empty}: media file is empty" in msg
+    assert not report[0].exists() and not report[1].exists()
+    assert summarize_faces([out], *report, split="train", max_failed_fraction=0.7)["failed"] == 2
 
 
 def test_broken_ffprobe_fails_the_face_job(tmp_path, monkeypatch, pyfeat_media, detector, settings):

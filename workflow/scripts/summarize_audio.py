@@ -5,6 +5,11 @@ from avfer.io import write_json
 from avfer.workflow import logged
 
 with logged(snakemake.log[0], "summarize_audio") as log:
-    summary = summarize_audio(list(snakemake.input.shards))
-    write_json(snakemake.output.summary, {"split": snakemake.wildcards.split, **summary})
-    log.info("%s: %s", snakemake.wildcards.split, summary["status"])
+    split = snakemake.wildcards.split
+    summary = summarize_audio(
+        list(snakemake.input.shards),
+        split=split,
+        max_failed_fraction=snakemake.config["audio"]["max_failed_fraction"],
+    )
+    write_json(snakemake.output.summary, {"split": split, **summary})
+    log.info("%s: %s", split, summary["status"])

@@ -9,6 +9,7 @@ with logged(snakemake.log[0], "summarize_faces") as log:
         snakemake.output.summary,
         snakemake.output.clips,
         split=snakemake.wildcards.split,
+        max_failed_fraction=snakemake.config["faces"]["max_failed_fraction"],
     )
     log.info(
         "%s: %d clips, %d ok, %d without a face %s, %d audio-only %s, %d failed",

@@ -12,8 +12,9 @@ whatever its status, so readers never special-case shapes:
   not be probed) and a one-line ``error`` naming the file.
 
 An audio-only file (``.wav``, ``.m4a``, ...) is a clip like any other: its grid spans the audio
-stream. The shard stops (nothing written) when ffmpeg/ffprobe are missing or broken, or when
-more than ``max_failed_fraction`` of its clips fail (``no_audio`` is not a failure).
+stream. The shard stops (nothing written) when ffmpeg/ffprobe are missing or broken; the run
+stops at :func:`summarize_audio` when more than ``max_failed_fraction`` of a split's clips fail
+(``no_audio`` is not a failure).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from avfer.audio.extract import AudioDecodeError, decode_audio
 from avfer.audio.lld import BUILTIN_SETS, FeatureSetError, LldExtractor, file_sha256
 from avfer.errors import AvferError
 from avfer.io import config_hash, h5_writer, open_cache, write_clip
-from avfer.io.failures import DEFAULT_MAX_FAILED, check_failures
+from avfer.io.failures import check_failures
 from avfer.video import GRID_FPS, check_ffmpeg, grid_length, probe
 
 log = logging.getLogger("avfer.audio")
@@ -238,19 +239,14 @@ def build_audio_shard(
     cfg: Mapping[str, Any],
     *,
     creator: str = "extract_audio_features",
-    max_failed_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Write the audio cache of the clips in ``rows`` (sample-sheet rows) to ``out_path``.
 
     ``cfg`` is the ``audio`` config section. A clip that cannot be read becomes a ``failed``
-    record (one log line naming the file); the rest of the shard is still done, unless more
-    than ``max_failed_fraction`` (default: ``cfg["max_failed_fraction"]``, else 0.5) of the
-    shard's clips fail: then :class:`FailedShardError` names the first failures and nothing is
-    written. Returns the shard summary (also stored as JSON in the root attribute ``summary``).
+    record (one log line naming the file); the rest of the shard is still done (the failure
+    budget is the split's: :func:`summarize_audio`). Returns the shard summary (also stored as
+    JSON in the root attribute ``summary``).
     """
-    cfg = dict(cfg)
-    if max_failed_fraction is None:
-        max_failed_fraction = float(cfg.get("max_failed_fraction", DEFAULT_MAX_FAILED))
     cfg = {k: v for k, v in cfg.items() if k not in JOB_KEYS}
     check_ffmpeg()
     with_std = bool(cfg.get("lld_std", False))
@@ -304,7 +300,6 @@ def build_audio_shard(
             if rec.status == "failed":
                 log.error("clip %s failed: %s", row.clip_id, rec.error)
                 summary["failed"][row.clip_id] = rec.error
-                check_failures(summary["failed"], len(rows), max_failed_fraction, out_path, "audio")
             elif rec.status == "no_audio":
                 log.warning("clip %s: no audio: %s", row.clip_id, rec.error)
                 summary["no_audio"][row.clip_id] = rec.error
@@ -324,8 +319,12 @@ def build_audio_shard(
     return summary
 
 
-def summarize_audio(paths: Iterable[str | Path]) -> dict[str, Any]:
-    """Merge the summaries of several audio shards (e.g. one split) into one."""
+def summarize_audio(
+    paths: Iterable[str | Path], *, split: str = "", max_failed_fraction: float = 1.0
+) -> dict[str, Any]:
+    """Merge the summaries of several audio shards (e.g. one split) into one. More than
+    ``max_failed_fraction`` of the clips failed: :class:`~avfer.io.failures.FailedSplitError`
+    (one line naming the first failures)."""
     total: dict[str, Any] = {
         "shards": 0,
         "clips": 0,
@@ -347,6 +346,8 @@ def summarize_audio(paths: Iterable[str | Path]) -> dict[str, Any]:
             total["status"][key] += n
         for key in ("no_audio", "failed", "warnings"):
             total[key].update(s[key])
+    what = f"audio of split {split}" if split else "audio caches"
+    check_failures(total["failed"], total["clips"], max_failed_fraction, what, "audio")
     total["audio_seconds"] = round(total["audio_seconds"], 3)
     total["frame_coverage"] = (
         round(total["frames_with_audio"] / total["frames"], 4) if total["frames"] else 0.0

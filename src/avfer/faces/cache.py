@@ -5,8 +5,9 @@ status ``ok`` (the main subject found in at least one frame), ``no_face`` (found
 arrays are still written, all ``has_face`` False), ``no_video`` (an audio-only file: written
 like ``no_face``, on the grid of its audio) or ``failed`` (unreadable video: no arrays,
 ``error`` holds the one-line reason). A bad clip does not stop the shard; the job fails (and
-writes nothing) when ffmpeg/ffprobe are missing or broken, when more than
-``faces.max_failed_fraction`` of the shard's clips fail, or when every clip crashes.
+writes nothing) when ffmpeg/ffprobe are missing or broken or when every clip crashes. The run
+stops at :func:`summarize_faces` when more than ``faces.max_failed_fraction`` of a split's clips
+failed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ def build_face_shard(
     device: str | None = None,
     detector: FaceDetector | None = None,
     threads: int | None = None,
-    max_failed_fraction: float | None = None,
 ) -> list[dict[str, Any]]:
     """Detect, track and align the faces of every clip in ``rows`` (sample-sheet rows:
     ``clip_id, path, split, label``) into the face cache ``out_path`` (written atomically).
@@ -54,8 +54,8 @@ def build_face_shard(
     overrides ``cfg["device"]``. ``threads``: CPU threads of the job: ffmpeg decodes with
     ``threads // 2`` (at least 1), torch computes with ``threads - 1`` (at least 1); oversubscribed
     torch threads are several times slower than one. ``None`` leaves both as they are.
-    ``max_failed_fraction`` overrides ``cfg["max_failed_fraction"]``: more failed clips stop the
-    job with :class:`avfer.io.failures.FailedShardError` (nothing written).
+    A clip that cannot be read is ``failed`` and the shard goes on (the failure budget is the
+    split's: :func:`summarize_faces`).
     Returns one summary dict per clip (``SUMMARY_COLUMNS``).
     """
     check_ffmpeg()
@@ -73,8 +73,6 @@ def build_face_shard(
         shard, len(rows), det.device, torch.get_num_threads(), json.dumps(settings),
     )  # fmt: skip
     summary: list[dict[str, Any]] = []
-    failures: dict[str, str] = {}
-    budget = s.max_failed_fraction if max_failed_fraction is None else float(max_failed_fraction)
     crashes = 0
     with h5_writer(
         out_path,
@@ -113,8 +111,6 @@ def build_face_shard(
                 write_clip(f, rec.clip_id, {}, split=rec.split, label=rec.label, status="failed", error=msg)
                 f[CLIPS][rec.clip_id].attrs["path"] = str(rec.path)
                 summary.append({**row, "status": "failed", "frames": 0, "faces": 0, "error": msg})
-                failures[rec.clip_id] = msg
-                check_failures(failures, len(rows), budget, out_path, "faces")
                 continue
             status = clip.status
             out.close(status, path=str(rec.path), **clip.stats)
@@ -159,11 +155,18 @@ def summarize_faces(
     csv_path: str | os.PathLike[str],
     *,
     split: str,
+    max_failed_fraction: float = 1.0,
 ) -> dict[str, Any]:
     """Write the per-split face summary: ``json_path`` (counts, clips without a face, failed
-    clips with their errors) and ``csv_path`` (one row per clip). Returns the JSON dict."""
+    clips with their errors) and ``csv_path`` (one row per clip). Returns the JSON dict. More
+    than ``max_failed_fraction`` of the split's clips failed:
+    :class:`~avfer.io.failures.FailedSplitError` (one line naming the first failures), nothing
+    written."""
     rows = [row for p in sorted(map(str, paths)) for row in shard_summary(p)]
     df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    failed = df[df["status"] == "failed"]
+    failures = dict(zip(failed["clip_id"], failed["error"], strict=True))
+    check_failures(failures, len(df), max_failed_fraction, f"faces of split {split}", "faces")
     counts = df["status"].value_counts()
     report = {
         "split": split,

@@ -325,13 +325,15 @@ def nested_cross_validate(
 
 @dataclass
 class ScoreTable:
-    """Aligned predictions of several models: clip ids, splits, labels and scores (M, N, C)."""
+    """Aligned predictions of several models: clip ids, splits, labels, scores (M, N, C) and the
+    fused status of each clip (:func:`fused_status`)."""
 
     models: list[str]
     clip_ids: list[str]
     splits: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
+    statuses: np.ndarray | None = None
 
     def _labelled_index(self, split: str) -> np.ndarray:
         return np.flatnonzero((self.splits == split) & (self.labels != ""))
@@ -350,6 +352,24 @@ class ScoreTable:
         if not any(named):
             return None
         return np.array([f"g:{g}" if g else f"c:{c}" for c, g in zip(ids, named, strict=True)])
+
+
+STATUS_ORDER = ("failed", "no_video", "no_face", "no_audio")
+"""Which fallback a fused clip reports when no model saw it: the first any model says."""
+
+
+def fused_status(statuses: np.ndarray) -> np.ndarray:
+    """Per clip of ``statuses`` (M, N) (each model's ``status``): ``ok`` when any model saw the
+    clip, else the first of :data:`STATUS_ORDER` that a model gives it (the fusion of fallbacks is
+    a fallback too)."""
+    statuses = np.asarray(statuses, dtype=object)
+    out = np.full(statuses.shape[1], "ok", dtype=object)
+    blind = ~(statuses == "ok").any(axis=0)
+    for status in reversed(STATUS_ORDER):
+        out[blind & (statuses == status).any(axis=0)] = status
+    unknown = blind & (out == "ok")
+    out[unknown] = statuses[0, unknown]
+    return out.astype(str)
 
 
 def load_scores(paths: Mapping[str, str], kind: str = "probabilities") -> ScoreTable:
@@ -382,6 +402,7 @@ def load_scores(paths: Mapping[str, str], kind: str = "probabilities") -> ScoreT
         first.loc[common, "split"].to_numpy(dtype=str),
         first.loc[common, "label"].to_numpy(dtype=str),
         scores,
+        fused_status(np.stack([f.loc[common, "status"].to_numpy(dtype=str) for f in frames.values()])),
     )
 
 

@@ -183,7 +183,9 @@ def run_late_fusion(
 
     fused = rule.apply(table.scores)
     fused_logits = rule.combine(table.scores) if rule.softmax and rule.mode == "scores" else None
-    frame = predictions_frame(table.clip_ids, table.splits, table.labels, fused, logits=fused_logits)
+    frame = predictions_frame(
+        table.clip_ids, table.splits, table.labels, fused, table.statuses, logits=fused_logits
+    )
     test_labels = _test_labels(table, truth)
     in_test = frame["split"] == "test"
     frame.loc[in_test, "label"] = [test_labels[c] for c in frame.loc[in_test, "clip_id"]]

@@ -218,6 +218,7 @@ class WindowedClassifier(nn.Module):
             sums = logits.new_zeros((n_clips, logits.shape[1])).index_add_(0, window_clip, logits * w)
             counts = logits.new_zeros((n_clips, 1)).index_add_(0, window_clip, w).clamp(min=1)
             return sums / counts
+        batch = pad_empty(batch, self.frame_keys, dim=1)
         frame_valid = torch.stack([batch[k] for k in self.mask_keys]).any(dim=0)  # (batch, seq_len)
         size, seq_len = frame_valid.shape
         n = 1
@@ -236,6 +237,20 @@ class WindowedClassifier(nn.Module):
         return aggregate_windows(logits.view(size, n, -1), valid)
 
 
+def pad_empty(inputs: dict[str, Tensor], frame_keys: tuple[str, ...], dim: int) -> dict[str, Tensor]:
+    """``inputs`` whose per-frame inputs ``frame_keys`` have zero frames along ``dim`` (a clip that
+    failed or has an empty grid) get one invalid frame (zeros, mask False), so every model sees at
+    least one frame and gives such a clip its no-input output."""
+    present = [k for k in frame_keys if k in inputs]
+    if not present or inputs[present[0]].shape[dim] > 0:
+        return inputs
+    out = dict(inputs)
+    for k in present:
+        v = inputs[k]
+        out[k] = v.new_zeros((*v.shape[:dim], 1, *v.shape[dim + 1 :]))
+    return out
+
+
 def window_validity(frame_valid: Tensor, window: int, stride: int) -> tuple[int, Tensor]:
     """``(n_windows, valid (batch, n_windows))`` of sequences ``frame_valid`` (batch, seq_len)
     cut by :func:`make_windows`: a window counts when it starts before the sequence's last valid
@@ -243,7 +258,8 @@ def window_validity(frame_valid: Tensor, window: int, stride: int) -> tuple[int,
     size, seq_len = frame_valid.shape
     n = n_windows(seq_len, window, stride)
     positions = torch.arange(seq_len, device=frame_valid.device) + 1
-    length = (frame_valid * positions).amax(dim=1)  # last valid frame + 1 (0 if none)
+    # last valid frame + 1 (0 if none; the zero column keeps a sequence of zero frames valid)
+    length = torch.nn.functional.pad(frame_valid * positions, (1, 0)).amax(dim=1)
     starts = torch.arange(n, device=frame_valid.device) * stride
     needed = (starts == 0)[None, :] | (starts[None, :] - stride + window < length[:, None])
     if n == 1:
@@ -262,7 +278,9 @@ def clip_windows(
     """The windows of one clip (its per-frame inputs (seq_len, ...), clip inputs any shape):
     ``(windows, valid)``, per-frame inputs (n, window, ...) (a clip not longer than ``window``:
     (1, seq_len, ...)), clip inputs repeated (n, ...); ``valid`` (n,) bool. The same windows and
-    validity as :meth:`WindowedClassifier.forward` gives the clip in any padded batch."""
+    validity as :meth:`WindowedClassifier.forward` gives the clip in any padded batch; a clip of
+    zero frames is one window of one invalid frame."""
+    inputs = pad_empty(inputs, frame_keys, dim=0)
     frame_valid = torch.stack([inputs[k] for k in mask_keys]).any(dim=0)[None]  # (1, seq_len)
     n, valid = window_validity(frame_valid, window, stride)
     out = {
