@@ -190,10 +190,11 @@ def test_feature_layer_keys_reach_the_feature_readers_not_the_trainers():
 
     from avfer.plan import Plan
 
-    base = Plan(validate_config({"cnn": {"backbones": ["vgg16", "resnet18"]}}))
+    base = Plan(validate_config({"cnn": {"backbones": ["vgg16", "resnet18"], "pretrained": "none"}}))
     other = Plan(
         validate_config(
-            {"cnn": {"backbones": ["vgg16", "resnet18"], "feature_layer": "map", "feature_map_size": 2,
+            {"cnn": {"backbones": ["vgg16", "resnet18"], "pretrained": "none", "feature_layer": "map",
+                     "feature_map_size": 2,
                      "feature_layers": {"vgg16": "fc6"}}}
         )
     )  # fmt: skip
