@@ -174,7 +174,9 @@ def visual(tmp_path_factory):
     feature caches (written for every clip, the zero-length ones included)."""
     root = tmp_path_factory.mktemp("broken_faces")
     faces = write_face_caches(root, clips_per_class=1, frames=(8, 12), broken=True)
-    cnn = validate_config({"cnn": {"device": "cpu", "input_size": 32, "frames_per_clip": 4}})["cnn"]
+    cnn = validate_config(
+        {"cnn": {"device": "cpu", "input_size": 32, "frames_per_clip": 4, "pretrained": "none"}}
+    )["cnn"]
     cnn["train"] = {**cnn["train"], "epochs": 1, "batch_size": 8}
     out = root / "cnn"
     finetune(
