@@ -88,7 +88,7 @@ def test_minimal_config_runs_on_schema_defaults(user):
     assert len(dev) and not set(dev["group"]) & set(train["group"])  # grouped: no speaker in both
     # every trained model of the schema defaults is fused, and the labelled test clips are scored
     models = set(fusion["models"])
-    assert {"cnn_mini_xception", "gru_mini_xception", "audio_mlp", "audio_gru"} <= models
+    assert {"cnn_resnet10t", "gru_resnet10t", "audio_mlp", "audio_gru"} <= models
     assert any(m.startswith("early") for m in models)
     assert fusion["test"]["n"] == 14 and fusion["protocol"]["model_selection"] == "dev"
     for model in models:
@@ -129,10 +129,10 @@ def test_kfold_protocol_summary(user):
     assert summary["protocol"]["val"] == "carved"  # fold k tests, the other two train (val, dev carved)
     assert summary["late_fusion"]["accuracy"]["std"] is not None
     assert set(summary["models"]) == {
-        "cnn_mini_xception",
-        "gru_mini_xception",
+        "cnn_resnet10t",
+        "gru_resnet10t",
         "audio_mlp",
-        "earlya_mini_xception",
+        "earlya_resnet10t",
     }
     tested = []
     for k in range(3):
