@@ -37,7 +37,7 @@ from avfer.errors import AvferError
 from avfer.io.atomic import write_json
 from avfer.labels import EMOTIONS
 from avfer.metrics import compute_metrics, plot_confusion
-from avfer.models.face import FaceModel, save_face_model
+from avfer.models.face import FaceModel, face_model_from_spec, save_face_model
 from avfer.train.common import class_weights, file_stamps, resume_path, train_model
 from avfer.train.loop import predict, resolve_device, seed_everything
 
@@ -47,14 +47,9 @@ STAGE = "face_model"
 
 
 def build_face_model(cfg: Mapping[str, Any]) -> FaceModel:
-    """The untrained network of a ``face_model`` config section."""
-    return FaceModel(
-        cfg["backbone"],
-        input_size=cfg["input_size"],
-        in_chans=cfg["in_chans"],
-        augment=cfg["augment"],
-        normalization=cfg["normalization"],
-    )
+    """The untrained network of a ``face_model`` config section (its ``tta`` is chosen later)."""
+    keys = ("backbone", "input_size", "in_chans", "augment", "normalization")
+    return face_model_from_spec({k: cfg[k] for k in keys})
 
 
 def label_prior(labels: np.ndarray, soft: np.ndarray | None = None) -> np.ndarray:
