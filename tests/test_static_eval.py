@@ -37,7 +37,7 @@ def test_seed_cnns_pretrained_and_evaluated(fer_csv, tmp_path):
     torch.set_num_threads(1)
     cfg = validate_config(
         {
-            "cnn": {"device": "cpu", "augment": "none"},
+            "cnn": {"device": "cpu", "augment": "none", "pretrained": "none"},
             "pretrain": {
                 "datasets": [{"format": "fer2013", "path": str(fer_csv)}],
                 "train": {"epochs": 8, "lr": 0.001, "optimizer": "adam"},
