@@ -1,5 +1,5 @@
-"""A clip of one hour through every stage, reporting peak RSS above the imports per stage
-(run in its own process by tests/test_scale.py): ``python long_clip.py WORK REPO SECONDS``."""
+"""A long clip through every stage, reporting peak RSS above the imports per stage (run in its
+own process by tests/test_scale.py, once per clip length): ``python long_clip.py WORK REPO SECONDS``."""
 
 import json
 import resource
@@ -28,18 +28,19 @@ def rss() -> float:
 
 
 def face_cache(path: Path, n: int) -> None:
-    """Clip c00 of ``n`` frames (a face every 50th), 14 clips of 30 frames; 48 px crops."""
+    """Clip c00 of ``n`` frames (a face every 50th), 14 clips of 30 frames; 112 px crops, as the
+    face stage writes them (what holding the long clip would cost: 37.6 kB a frame)."""
     with h5_writer(path, "faces", creator="test") as f:
         for c in range(15):
             k = n if c == 0 else 30
             split = "val" if c % 3 == 1 else "train"
-            w = ClipWriter(f, f"c{c:02d}", face_layout(48), split=split, label=EMOTIONS[c % 7])
+            w = ClipWriter(f, f"c{c:02d}", face_layout(112), split=split, label=EMOTIONS[c % 7])
             for s in range(0, k, 2000):
                 m = min(2000, k - s)
                 t = np.arange(s, s + m)
                 w.append(
                     {
-                        "faces": np.full((m, 48, 48, 3), 40 + 20 * (c % 7), np.uint8),
+                        "faces": np.full((m, 112, 112, 3), 40 + 20 * (c % 7), np.uint8),
                         "frame_index": t.astype(np.int32),
                         "timestamp": t / 25.0,
                         "source_time": t / 25.0,

@@ -55,6 +55,13 @@ def linear(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out
 
 
+def on_meta(build, *args, **kwargs) -> torch.nn.Module:
+    """Build a network on the meta device: shapes and parameter counts without allocating or
+    initialising its weights (C3D alone is 78 M parameters)."""
+    with torch.device("meta"):
+        return build(*args, **kwargs)
+
+
 @pytest.mark.parametrize("name", VIDEO_MODEL_NAMES)
 def test_forward_backward_on_a_tiny_clip(name):
     frames, size, args = TINY.get(name, (8, 32, {}))
@@ -71,7 +78,7 @@ def test_forward_backward_on_a_tiny_clip(name):
 
 
 def test_c3d_parameter_counts():
-    c3d = C3D(7)  # 16 x 112 x 112: pool5 is 512 x 1 x 4 x 4
+    c3d = on_meta(C3D, 7)  # 16 x 112 x 112: pool5 is 512 x 1 x 4 x 4
     convs = sum(n_params(m) for m in c3d.features.children())
     head = linear(8192, 4096) + linear(4096, 4096) + linear(4096, 7)
     assert n_params(c3d) == convs + head and abs(n_params(c3d) - 78.0e6) < 0.1e6
@@ -80,17 +87,17 @@ def test_c3d_parameter_counts():
         for cin, cout in [(3, 64), (64, 128), (128, 256), (256, 256), (256, 512)] + [(512, 512)] * 3
     )
     assert convs == conv_expected
-    dual = C3DDual(7)
+    dual = on_meta(C3DDual, 7)
     assert n_params(dual) == 2 * convs + head  # two branches, one fc6-fc8 head
-    ptrs1 = {p.data_ptr() for p in dual.branch1.parameters()}
-    assert not ptrs1 & {p.data_ptr() for p in dual.branch2.parameters()}
+    ids1 = {id(p) for p in dual.branch1.parameters()}  # no parameter shared between the branches
+    assert not ids1 & {id(p) for p in dual.branch2.parameters()}
     assert n_params(dual) < 0.7 * 2 * n_params(c3d)  # vs score fusion of two C3Ds
 
 
 @pytest.mark.parametrize("name", ["r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t"])
 def test_torchvision_counts_match_the_published_kinetics_models(name):
     weights = torchvision.models.get_model_weights(name).DEFAULT  # metadata only, no download
-    net = build_video_model(name, 7)
+    net = on_meta(build_video_model, name, 7)
     head = [m for m in net.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv3d)][-1]
     dim = head.in_features if isinstance(head, torch.nn.Linear) else head.in_channels
     assert n_params(net) == weights.meta["num_params"] - linear(dim, 400) + linear(dim, 7)
@@ -98,8 +105,9 @@ def test_torchvision_counts_match_the_published_kinetics_models(name):
 
 def test_tsm_and_vgg16_lstm_counts():
     resnet50 = 25_557_032  # torchvision ResNet-50, 1000 classes
-    assert n_params(build_video_model("tsm_resnet50", 7)) == resnet50 - linear(2048, 1000) + linear(2048, 7)
-    net = build_video_model("vgg16_lstm", 7)
+    tsm = on_meta(build_video_model, "tsm_resnet50", 7)
+    assert n_params(tsm) == resnet50 - linear(2048, 1000) + linear(2048, 7)
+    net = on_meta(build_video_model, "vgg16_lstm", 7)
     lstm = 4 * 128 * (25088 + 128) + 2 * 4 * 128
     assert n_params(net, trainable=True) == lstm + linear(128, 128) + linear(128, 7)
     assert n_params(net) - n_params(net, trainable=True) == 14_714_688  # VGG16 features, frozen

@@ -10,6 +10,7 @@ resumed gives exactly the result of an uninterrupted run.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ from avfer.io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor | Mapping[str, torch.Tensor], torch.Tensor]
+
+# Tests of resuming: a job whose environment sets this to k raises KeyboardInterrupt right after
+# its k-th checkpoint, as a Ctrl-C at that moment would (deterministic, unlike racing a signal).
+INTERRUPT_ENV = "AVFER_INTERRUPT_AFTER_EPOCHS"
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -170,6 +175,7 @@ def fit(
         state = saved["state"]
         log.info("resumed from %s at epoch %d", ckpt, state["epoch"])
     ran = 0
+    interrupt_after = int(os.environ.get(INTERRUPT_ENV, 0)) if ckpt else 0
     while state["epoch"] < epochs and not (patience and state["since_best"] >= patience):
         epoch = state["epoch"]
         _reseed(train_loader, seed, epoch)
@@ -214,6 +220,8 @@ def fit(
                     tmp,
                 )
         ran += 1
+        if interrupt_after and ran >= interrupt_after and state["epoch"] < epochs:
+            raise KeyboardInterrupt(f"{INTERRUPT_ENV}={interrupt_after}: interrupted after epoch {epoch}")
         if stop_after is not None and ran >= stop_after:
             break
     return FitResult(state["best_state"], state["best_epoch"], state["best_score"], state["history"])
