@@ -37,11 +37,14 @@ demo: install
 report: demo
 	$(BIN)/snakemake --cores $(CORES) --report report.zip
 
+# Two xdist workers, each taking whole files (module fixtures build once); conftest.py hands the
+# slowest files out first. `make test-fast` skips the integration tier (whole workflow runs).
+WORKERS ?= 2
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadfile
 
 test-fast: install
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest -n $(WORKERS) --dist loadfile -m "not integration"
 
 lint: install
 	$(BIN)/ruff check .

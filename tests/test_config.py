@@ -62,8 +62,9 @@ def test_snakemake_stops_on_misspelt_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"dataset": {"shard_sise": 4}}))
     proc = subprocess.run(
-        [SNAKEMAKE, "-n", "--configfile", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+        [SNAKEMAKE, "-n", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert proc.returncode != 0
     want = "config: dataset: Additional properties are not allowed ('shard_sise' was unexpected)"
     assert want in proc.stdout + proc.stderr
@@ -122,8 +123,10 @@ def test_pyproject_lists_every_package_the_code_imports():
         ), deps[name]
 
 
-def test_snakemake_lint_clean():
-    proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_snakemake_lint_clean(tmp_path):
+    cmd = [SNAKEMAKE, "--lint", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
+    cmd += ["--configfile", str(ROOT / "config" / "config.yaml")]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Congratulations" in out, out[-3000:]
 

@@ -518,8 +518,9 @@ def test_snakemake_detect_and_summarize(tmp_path, pyfeat_media):
         )
     )
     targets = [str(results / "faces" / f"summary_{s}.json") for s in ("train", "val", "test")]
-    cmd = [SNAKEMAKE, "--cores", "2", "--configfile", str(cfg), "--directory", str(ROOT), *targets]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
+    cmd += ["--configfile", str(cfg), "--", *targets]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     train = json.loads((results / "faces" / "summary_train.json").read_text())
     assert (train["ok"], train["failed"]) == (1, 1) and train["failed_clips"][0]["clip_id"] == "broken"

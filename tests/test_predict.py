@@ -362,3 +362,46 @@ def test_live_window_shows_the_overlay_under_xvfb(tmp_path, live_clip, predictor
     assert table.loc[table["face_id"] == 1, FACE_P].idxmax(axis=1).eq("face_p_Happy").mean() > 0.8
     assert grid_length(probe(tmp_path / "live" / "live.annotated.mp4").duration, 23.976) == stats["frames"]
     assert drawn.shape == (360, 640, 3)
+
+
+def test_any_exception_on_one_input_is_one_line_and_the_batch_goes_on(tmp_path, capsys):
+    """Not only AvferError: a bug or a library error on one file is reported in one line naming
+    the file (and written as its failed summary); the other inputs are still predicted. A Ctrl-C
+    (KeyboardInterrupt) still stops the batch."""
+    from types import SimpleNamespace
+
+    from avfer.predict.files import predict_files
+
+    inputs = [tmp_path / name for name in ("a.mp4", "b b.mp4", "c.mp4")]
+    for path in inputs:
+        path.write_bytes(b"\0")
+    seen = []
+
+    def video(path, **_):
+        seen.append(path.name)
+        if path.name == "a.mp4":
+            raise RuntimeError("decoder exploded\nsecond line")
+        if path.name == "b b.mp4":
+            raise ValueError()
+        raise KeyError("no such key")
+
+    fake = SimpleNamespace(video=video, bundle=SimpleNamespace(name="fake"))
+    out = tmp_path / "out"
+    bad = predict_files(fake, [str(p) for p in inputs], out, outputs=("json",), progress=False)
+    assert bad == 3 and seen == ["a.mp4", "b b.mp4", "c.mp4"]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"avfer: error: {inputs[0]}: RuntimeError: decoder exploded",
+        f"avfer: error: {inputs[1]}: ValueError",
+        f"avfer: error: {inputs[2]}: KeyError: 'no such key'",
+    ]
+    saved = json.loads((out / "a.json").read_text())
+    assert saved["status"] == "failed" and saved["error"].endswith("RuntimeError: decoder exploded")
+
+    def interrupted(path, **_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(
+            SimpleNamespace(video=interrupted, bundle=fake.bundle), [str(inputs[0])], out, progress=False
+        )

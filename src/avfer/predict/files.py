@@ -5,6 +5,7 @@ others go on."""
 from __future__ import annotations
 
 import glob
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from avfer.errors import AvferError
 from avfer.predict.draw import draw_overlay
 from avfer.predict.runner import IMAGE_SUFFIXES, Prediction, Predictor, failed_summary, read_image
 from avfer.predict.writers import write_frames_csv, write_image, write_summary
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
@@ -87,6 +90,15 @@ def predict_one(
     return pred
 
 
+def one_line(exc: BaseException, path: Path) -> str:
+    """The one-line message of ``exc`` for input ``path``: an :class:`AvferError`'s own first line
+    (it names the file), else ``"<path>: <ExceptionType>: <first line>"``."""
+    text = str(exc).splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, AvferError):
+        return text or f"{path}: {type(exc).__name__}"
+    return f"{path}: {type(exc).__name__}" + (f": {text}" if text else "")
+
+
 def predict_input(
     predictor: Predictor,
     path: Path,
@@ -101,8 +113,10 @@ def predict_input(
     ``outputs`` has ``json``."""
     try:
         return predict_one(predictor, path, out_dir, name, outputs, progress, title).summary
-    except AvferError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # one input's failure, whatever it is, never ends the batch
+        msg = one_line(exc, path)
+        if not isinstance(exc, AvferError):
+            log.debug("%s", path, exc_info=exc)
         kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
         summary = failed_summary(str(path), kind, msg, predictor.bundle)
         if "json" in outputs:
