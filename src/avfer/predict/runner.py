@@ -12,6 +12,7 @@ frames, as the pipeline scores a clip; every face track also gets its own label.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,13 +24,14 @@ from avfer.bundle import Bundle
 from avfer.device import resolve_device
 from avfer.errors import AvferError
 from avfer.faces.align import align_faces, square_box_crop
-from avfer.faces.pipeline import ClipFaces, track_clip
+from avfer.faces.pipeline import ring_frames, track_clip
 from avfer.labels import EMOTIONS
-from avfer.predict.clip import clip_scores, fuse, model_summary, window_curves
+from avfer.predict.clip import audio_model, clip_scores, fuse, model_summary, needs_features, window_curves
 from avfer.predict.draw import FaceMark, draw_overlay
+from avfer.predict.tracks import TrackLog
 from avfer.predict.writers import preload_timeline, video_writer, write_timeline
-from avfer.train.cnn_predict import aggregate_frames
-from avfer.video import GRID_FPS, GridFrames, VideoInfo, probe, scaled_size
+from avfer.train.cnn_predict import aggregate_frames, frame_features
+from avfer.video import GRID_FPS, GridFrames, VideoInfo, grid_length, probe, scaled_size
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 FACE_COLUMNS = [f"face_p_{e}" for e in EMOTIONS]
@@ -181,57 +183,68 @@ class Predictor:
         tqdm-like bar (``total`` set here, ``update`` per chunk)."""
         if timeline is not None:
             preload_timeline()
-        info = probe(path)
-        frame_size = scaled_size(info.display_size, self.settings.frame_max_side)
-        to_frame = (frame_size[0] / info.display_size[0], frame_size[1] / info.display_size[1])
-        logits: list[np.ndarray] = []
+        info = probe(path, require_video=False)
+        if not info.has_video and audio_model(self.bundle) is None:
+            raise AvferError(
+                f"{path}: no video stream (an audio-only file needs a bundle with an audio model)"
+            )
+        if not info.has_video:
+            annotated = None  # nothing to draw on
+        size = info.display_size if info.has_video else (1, 1)
+        frame_size = scaled_size(size, self.settings.frame_max_side)
+        to_frame = np.float32([frame_size[0] / size[0], frame_size[1] / size[1]] * 2)
         # the writer queues a chunk, so that drawing and encoding it overlap the next chunk's faces
         queue_frames = self.settings.batch_size
         with _maybe_writer(annotated, frame_size, info, queue_frames) as writer:
 
-            def on_chunk(g: GridFrames, subjects: list[Any]) -> None:
-                if not logits:
-                    n = len(subjects[0].track)
-                    logits.extend(np.full((n, len(EMOTIONS)), np.nan, np.float32) for _ in subjects)
-                    if progress is not None:
-                        progress.reset(total=n)
-                for subj, lg in zip(subjects, logits, strict=True):
-                    rows = g.t[subj.out["has_face"][g.t]]
-                    if len(rows):
-                        lg[rows] = self.classify(subj.out["faces"][rows])
+            def each_chunk(g: GridFrames, subjects: list[Any], logits: list[np.ndarray]) -> None:
+                if progress is not None and g.t[0] == 0:
+                    progress.reset(total=grid_length(info.duration))
                 if writer is not None:
-                    scale = np.float32([*to_frame, *to_frame])
                     for i, t in enumerate(g.t):
+                        slot = t % window
                         marks = [
-                            FaceMark(s.out["box"][t] * scale, int(s.track[t]), softmax(lg[t]))
+                            FaceMark(s.out["box"][slot] * to_frame, int(s.track[slot]), softmax(lg[i]))
                             for s, lg in zip(subjects, logits, strict=True)
-                            if s.out["has_face"][t]
+                            if s.out["has_face"][slot]
                         ]
                         writer.draw(draw_overlay, g.frame(i), marks)  # drawn in the writer's thread
                 if progress is not None:
                     progress.update(len(g))
 
+            window = ring_frames(self.settings)
+            features = needs_features(self.bundle)
+            log = TrackLog(
+                window,
+                self.classify,
+                features=partial(frame_features, self.bundle.face_model) if features else None,
+                feature_dim=self.bundle.face_model.feature_dim,
+                each_chunk=each_chunk,
+            )
             clips = track_clip(
                 path,
                 self.detector,
                 self.settings,
                 max_faces=self.max_faces,
                 crop=self.bundle.crop,
-                on_chunk=on_chunk,
+                on_chunk=log,
+                window=window,
             )
-            pred = self._clip_prediction(path, info, clips, logits)
+            n = int(clips[0].stats["frames"])
+            pred = self._clip_prediction(path, info, n, log.subjects(n, self.max_faces))
             if timeline is not None:
                 write_timeline(timeline, pred.frames, title=title or Path(path).name)
         return pred
 
     def _clip_prediction(
-        self, path: str | Path, info: VideoInfo, clips: list[ClipFaces], logits: list[np.ndarray]
+        self, path: str | Path, info: VideoInfo, n: int, faces: list[dict[str, np.ndarray]]
     ) -> Prediction:
-        """The per-frame table and clip summary of a video's tracked ``clips`` and face ``logits``."""
-        n = clips[0].stats["frames"]
-        faces = [{**c.data, "track": c.track, "logits": lg} for c, lg in zip(clips, logits, strict=True)]
+        """The per-frame table and clip summary of a video's ``n`` grid frames and tracked
+        ``faces`` (per subject, main first: :meth:`TrackLog.subjects`)."""
         summary = summarize(str(path), "video", n, faces, self.bundle)
         summary.update({"duration": info.duration, "has_audio": info.has_audio})
+        if not info.has_video:
+            summary["status"], summary["error"] = "no_video", f"{path}: no video stream"
         face = faces[0]
         found = face["has_face"].any()
         agg = self.bundle.aggregate
@@ -243,7 +256,7 @@ class Predictor:
             summary.update(model_summary(self.bundle, scores, fused))
             best = fused if fused is not None else scores[next(reversed(self.bundle.models))]
             summary.update(labelled(best))  # the clip label: the bundle's fusion (or its last model)
-            if summary["status"] == "no_face" and audio_status == "ok":
+            if summary["status"] in ("no_face", "no_video") and audio_status == "ok":
                 summary["status"], summary["error"] = "ok", ""  # the audio models still give a label
         curves = window_curves(
             self.bundle, arrays, face["logits"], face["has_face"], window=self.curve_window
