@@ -116,3 +116,46 @@ def test_predictions_keep_logits_and_fusion_reads_them(tmp_path):
     write_predictions(tmp_path / "old.csv", p)
     with pytest.raises(AvferError, match=r"old\.csv.*z_"):
         load_scores({"x": str(tmp_path / "old.csv")}, "logits")
+
+
+@pytest.mark.parametrize("scores", ["probabilities", "logits"])
+@pytest.mark.parametrize(
+    "method",
+    ["weight_search", "accuracy_weighted_scores", "class_weight_search", "least_squares", "ridge_regression"],
+)
+def test_a_bundle_fuses_as_the_pipeline_did(tmp_path, method, scores):
+    """The fusion a bundle carries (read_late_fusion of late_fusion.json) applied by predict's
+    `fuse` to each test clip's model outputs gives the pipeline's fused probabilities (1e-4), on
+    probabilities and on logits, for weight searches and regressions alike."""
+    from avfer.bundle import Bundle, read_late_fusion
+    from avfer.predict.clip import fuse
+
+    rng = np.random.default_rng(4)
+    n = 84
+    y = np.arange(n) % C
+    splits = ["val"] * 63 + ["test"] * 21
+    labels = [EMOTIONS[i] for i in y]
+    names = ("cnn_a", "gru_a", "audio_mlp")
+    paths, outputs = {}, {}
+    for k, name in enumerate(names):
+        z = rng.normal(scale=1 + k, size=(n, C))
+        hit = rng.random(n) < 0.5
+        z[hit, y[hit]] += 3.0
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        paths[name] = _write(tmp_path, name, p, z, splits, labels)
+        written = read_predictions(paths[name]).set_index("clip_id")  # as the pipeline rounds them
+        outputs[name] = (written[[f"p_{e}" for e in EMOTIONS]], written[LOGIT_COLUMNS])
+    out = tmp_path / "out"
+    run_late_fusion(
+        paths, out_json=out / "late.json", out_predictions=out / "p.csv", out_metrics=out / "m.json",
+        out_submission=out / "sub", methods=[method], method=method, step=0.1, scores=scores,
+    )  # fmt: skip
+    bundle = Bundle({"fusion": read_late_fusion(out / "late.json")}, face_model=None)
+    assert bundle.fusion["scores"] == scores
+    fused = read_predictions(out / "p.csv").set_index("clip_id")
+    for clip in fused.index[fused["split"] == "test"]:
+        probs = {m: outputs[m][0].loc[clip].to_numpy(float) for m in names}
+        logits = {m: outputs[m][1].loc[clip].to_numpy(float) for m in names}
+        got = fuse(bundle, probs, logits)
+        want = fused.loc[clip, [f"p_{e}" for e in EMOTIONS]].to_numpy(float)
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=clip)

@@ -232,7 +232,7 @@ def test_bundle_reproduces_the_test_predictions(run):
     fused = pd.read_csv(results / "fusion" / "predictions.csv", dtype={"clip_id": str}).set_index("clip_id")
     predictor = Predictor(bundle, device="cpu", max_faces=1)
     for rec in test.itertuples():
-        _, summary = predictor.video(rec.path if Path(rec.path).is_absolute() else ROOT / rec.path)
+        _, summary = predictor.video(results.parent / rec.path)
         for m, want in expected.items():
             got = [summary["models"][m]["probabilities"][e] for e in EMOTIONS]
             np.testing.assert_allclose(got, want.loc[rec.clip_id, cols].to_numpy(float), atol=1e-4, err_msg=m)
@@ -245,7 +245,7 @@ def test_bundle_reproduces_the_test_predictions(run):
     from avfer.predict.clip import audio_model
 
     rec = next(test.itertuples())
-    path = rec.path if Path(rec.path).is_absolute() else ROOT / rec.path
+    path = results.parent / rec.path
     curves = {k: [f"{k}_p_{e}" for e in EMOTIONS] for k in ("audio", "fused")}
     frames, _ = Predictor(bundle, device="cpu", max_faces=1, curve_window=0.4).video(path)
     for k, c in curves.items():
@@ -256,3 +256,17 @@ def test_bundle_reproduces_the_test_predictions(run):
     np.testing.assert_allclose(frames[curves["fused"]].to_numpy(), [clip_fused] * len(frames), atol=1e-6)
     clip_audio = [summary["models"][audio_model(bundle)]["probabilities"][e] for e in EMOTIONS]
     np.testing.assert_allclose(frames[curves["audio"]].to_numpy(), [clip_audio] * len(frames), atol=1e-6)
+
+    # An audio-only file (the clip's own audio stream, copied): the bundle's audio models give the
+    # pipeline's clip scores (audio_mlp: functionals of the same samples), the clip gets a label.
+    audio = pd.read_csv(results / "models" / "audio_mlp" / "predictions.csv", dtype={"clip_id": str})
+    heard = audio[(audio["status"] == "ok") & audio["clip_id"].isin(test["clip_id"])].iloc[0]
+    clip = results.parent / test.set_index("clip_id").loc[heard["clip_id"], "path"]
+    voice = results.parent / "voice only.m4a"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-vn", "-c:a", "copy", str(voice)]
+    subprocess.run(cmd, check=True)
+    frames, summary = Predictor(bundle, device="cpu", max_faces=1).video(voice)
+    assert summary["status"] == "ok" and summary["face_frames"] == 0 and summary["label"] in EMOTIONS
+    got = [summary["models"]["audio_mlp"]["probabilities"][e] for e in EMOTIONS]
+    np.testing.assert_allclose(got, heard[cols].to_numpy(float), atol=1e-4)
+    assert (frames["face_id"] == -1).all() and len(frames) == summary["frames"] > 0

@@ -13,7 +13,8 @@ frame probabilities become clip probabilities, and the versions that wrote it::
                     "aggregate": "mean", "prior": [7 floats]},
      "models": [{"name", "file"}],          # trained sequence models (temporal, audio, early fusion)
      "audio": {<audio config section>} | null,   # openSMILE feature set etc., when a model hears
-     "fusion": {"method", "mode", "models", "weights": [[7 floats] per model]} | null,
+     "fusion": {"method", "mode", "models", "weights": [[7 floats] per model],
+                "scores": "probabilities" | "logits", "softmax": bool} | null,
      "versions": {"avfer", "torch", "facenet-pytorch"}, "source": ...}
 
 :func:`ferplus_bundle` is the default model: avfer's own, shipped in the package
@@ -276,24 +277,42 @@ def load_bundle(path: str | Path | None = None, device: str | torch.device = "cp
 
 
 def read_late_fusion(path: str | Path) -> dict[str, Any]:
-    """The fitted rule of ``late_fusion.json`` (the only reader of that file): its ``method``,
-    per-model ``weights`` (their order is the models') and, for the ``class_*`` methods,
-    ``class_weights`` (model → emotion → weight); as ``{"method", "mode", "models", "weights"}``
-    with a ``[models, 7]`` weight matrix, ``mode`` = votes or scores as
-    :func:`avfer.fusion.late.fit_rule` fits it."""
+    """The fitted rule of ``late_fusion.json`` (the only reader of that file) as ``{"method",
+    "mode", "models", "weights", "scores", "softmax"}``: a ``[models, 7]`` weight matrix (its
+    ``rule`` entry, unrounded; files without one: the per-model ``weights`` or, for the
+    ``class_*`` methods and regressions, ``class_weights``), ``mode`` votes or scores, ``scores``
+    what is fused (``probabilities`` or ``logits``) and ``softmax`` whether the fused scores
+    become probabilities by a softmax (logits, regressions), as
+    :class:`avfer.fusion.late.FusionRule` applies them."""
+    from avfer.fusion.late import REGRESSIONS
+
     path = Path(path)
     try:
         d = json.loads(path.read_text())
         models = list(d["weights"])
-        cw = d.get("class_weights")
-        weights = [
-            [float(cw[m][e]) for e in EMOTIONS] if cw else [float(d["weights"][m])] * 7 for m in models
-        ]
         method = str(d["method"])
+        scores = str(d.get("scores", "probabilities"))
+        rule = d.get("rule")
+        if rule:
+            weights = [[float(w) for w in rule["weights"][m]] for m in models]
+            mode, softmax = str(rule["mode"]), bool(rule["softmax"])
+        else:
+            cw = d.get("class_weights")
+            weights = [
+                [float(cw[m][e]) for e in EMOTIONS] if cw else [float(d["weights"][m])] * 7 for m in models
+            ]
+            mode = "votes" if method in ("majority_vote", "accuracy_weighted_predictions") else "scores"
+            softmax = scores == "logits" or method in REGRESSIONS
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{path}: not a late_fusion.json with method and weights ({exc})") from None
-    mode = "votes" if method in ("majority_vote", "accuracy_weighted_predictions") else "scores"
-    return {"method": method, "mode": mode, "models": models, "weights": weights}
+    return {
+        "method": method,
+        "mode": mode,
+        "models": models,
+        "weights": weights,
+        "scores": scores,
+        "softmax": softmax,
+    }
 
 
 def export_run(

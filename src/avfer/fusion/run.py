@@ -213,6 +213,13 @@ def run_late_fusion(
         "scores": scores,
         "weights": report[method]["weights"],
     }
+    # the fitted rule itself, unrounded (``weights`` above are its normalised model averages):
+    # what a bundle applies to reproduce ``fusion/predictions.csv``
+    result["rule"] = {
+        "mode": rule.mode,
+        "softmax": bool(rule.softmax),
+        "weights": {m: rule.weights[i].tolist() for i, m in enumerate(table.models)},
+    }
     if method in CLASS_WEIGHTED:
         result["class_weights"] = {
             m: dict(zip(EMOTIONS, rule.weights[i].round(6).tolist(), strict=True))

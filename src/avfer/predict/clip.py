@@ -89,6 +89,17 @@ def model_scores(
     """Class probabilities of each sequence model of the bundle on ``arrays`` (the per-frame
     ones cut to frames ``span = (start, stop)``; clip-level functionals as they are);
     ``norms``: :func:`model_norms` of the bundle (made here when not given)."""
+    return {name: probs for name, (probs, _) in model_outputs(bundle, arrays, span, norms).items()}
+
+
+@torch.inference_mode()
+def model_outputs(
+    bundle: Bundle,
+    arrays: dict[str, np.ndarray],
+    span: tuple[int, int] | None = None,
+    norms: dict[str, dict[str, Standardizer]] | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`model_scores` with each model's clip logits: name → (probabilities, logits)."""
     device = next(bundle.face_model.parameters()).device
     norms = norms if norms is not None else model_norms(bundle)
     scores = {}
@@ -100,21 +111,37 @@ def model_scores(
         standardize([clip], norms[name])
         batch, _ = collate_sequences([SequenceDataset([clip])[0]])
         logits = model(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
-        scores[name] = torch.softmax(logits.double(), dim=1).numpy()[0]
+        scores[name] = (torch.softmax(logits.double(), dim=1).numpy()[0], logits.double().numpy()[0])
     return scores
+
+
+def face_clip_logits(bundle: Bundle, logits: np.ndarray) -> np.ndarray:
+    """The face CNN's clip logits as the pipeline writes them (its ``z_`` columns): the mean of
+    the frame ``logits`` [F, 7], the log of the training prior for a clip without a face."""
+    from avfer.metrics import log_prior_logits
+
+    if len(logits):
+        return np.asarray(logits, np.float64).mean(axis=0)
+    return np.asarray(log_prior_logits(bundle.prior[None]), np.float64)[0]
 
 
 def clip_scores(
     bundle: Bundle, path: str | Path, main: dict[str, np.ndarray], face_probs: np.ndarray
-) -> tuple[dict[str, np.ndarray], str, dict[str, np.ndarray]]:
-    """Class probabilities of every model of the bundle (the face CNN's are ``face_probs``) for
-    the video ``path`` whose main subject is ``main``, the audio status (see
-    :func:`clip_inputs`) and the models' input arrays."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str, dict[str, np.ndarray]]:
+    """Class probabilities and clip logits of every model of the bundle (the face CNN's: its
+    ``face_probs`` and :func:`face_clip_logits`) for the video ``path`` whose main subject is
+    ``main`` (``has_face``, ``logits``), the audio status (see :func:`clip_inputs`) and the
+    models' input arrays."""
+    face = main["logits"][main["has_face"]]
     scores = {bundle.face_name: np.asarray(face_probs, np.float64)}
+    logits = {bundle.face_name: face_clip_logits(bundle, face)}
     if not bundle.models:
-        return scores, "not_used", {}
+        return scores, logits, "not_used", {}
     arrays, status = clip_inputs(bundle, path, main)
-    return scores | model_scores(bundle, arrays), status, arrays
+    outputs = model_outputs(bundle, arrays)
+    scores |= {name: p for name, (p, _) in outputs.items()}
+    logits |= {name: z for name, (_, z) in outputs.items()}
+    return scores, logits, status, arrays
 
 
 def audio_model(bundle: Bundle) -> str | None:
@@ -154,10 +181,13 @@ def window_curves(
         face = has_face[span[0] : span[1]]
         logits = face_logits[span[0] : span[1]][face]
         p_face = clip_probs(logits, bundle.aggregate) if face.any() else bundle.prior
-        scores = {bundle.face_name: p_face} | model_scores(bundle, arrays, span, norms)
+        outputs = model_outputs(bundle, arrays, span, norms)
+        scores = {bundle.face_name: p_face} | {name: p for name, (p, _) in outputs.items()}
+        logits = {bundle.face_name: face_clip_logits(bundle, face_logits[span[0] : span[1]][face])}
+        logits |= {name: z for name, (_, z) in outputs.items()}
         if audio_name is not None:
             rows["audio"].append(scores[audio_name])
-        fused = fuse(bundle, scores)
+        fused = fuse(bundle, scores, logits)
         if fused is not None:
             rows["fused"].append(fused)
     t = np.arange(n)
@@ -168,13 +198,21 @@ def window_curves(
     }
 
 
-def fuse(bundle: Bundle, scores: dict[str, np.ndarray]) -> np.ndarray | None:
-    """The bundle's late fusion of the models' probabilities (``None`` without a fusion)."""
+def fuse(
+    bundle: Bundle, scores: dict[str, np.ndarray], logits: dict[str, np.ndarray] | None = None
+) -> np.ndarray | None:
+    """The bundle's late fusion (``None`` without one) of the models' clip probabilities
+    ``scores`` or, for a fusion fitted on logits, their clip ``logits``, as the pipeline's
+    :class:`~avfer.fusion.late.FusionRule` applies it (softmax of logits and regressions)."""
     f = bundle.fusion
     if not f:
         return None
-    rule = FusionRule(f["method"], f["mode"], np.asarray(f["weights"], np.float64))
-    return rule.apply(np.stack([scores[m] for m in f["models"]])[:, None, :])[0]
+    on_logits = f.get("scores", "probabilities") == "logits"
+    if on_logits and logits is None:
+        raise ValueError("this bundle's fusion is fitted on logits: pass the models' clip logits")
+    rule = FusionRule(f["method"], f["mode"], np.asarray(f["weights"], np.float64), bool(f.get("softmax")))
+    given = logits if on_logits else scores
+    return rule.apply(np.stack([given[m] for m in f["models"]])[:, None, :])[0]
 
 
 def model_summary(bundle: Bundle, scores: dict[str, np.ndarray], fused: np.ndarray | None) -> dict[str, Any]:

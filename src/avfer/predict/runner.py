@@ -249,10 +249,10 @@ class Predictor:
         found = face["has_face"].any()
         agg = self.bundle.aggregate
         p_face = clip_probs(face["logits"][face["has_face"]], agg) if found else self.bundle.prior
-        scores, audio_status, arrays = clip_scores(self.bundle, path, face, p_face)
+        scores, logits, audio_status, arrays = clip_scores(self.bundle, path, face, p_face)
         summary["audio_status"] = audio_status if info.has_audio else "no_audio"
         if self.bundle.models:
-            fused = fuse(self.bundle, scores)
+            fused = fuse(self.bundle, scores, logits)
             summary.update(model_summary(self.bundle, scores, fused))
             best = fused if fused is not None else scores[next(reversed(self.bundle.models))]
             summary.update(labelled(best))  # the clip label: the bundle's fusion (or its last model)
