@@ -22,7 +22,7 @@ from avfer.errors import AvferError
 from avfer.fusion import summarize_models
 from avfer.fusion.late import load_scores
 from avfer.io import open_cache
-from avfer.metrics import PROB_COLUMNS, read_predictions
+from avfer.metrics import LOGIT_COLUMNS, PROB_COLUMNS, read_predictions
 from avfer.models.specs import parse_model_name
 from avfer.models.video.c3d import C3D, C3DDual
 from avfer.models.video.classifier import VideoClassifier, load_video_model
@@ -258,6 +258,12 @@ def test_c3d_2layer_learns_the_face_groups_and_feeds_late_fusion(tmp_path):
     ours = str(tmp_path / "c3d_2layer/predictions.csv")
     table = load_scores({"c3d_2layer": ours, "audio_mlp": str(tmp_path / "flat.csv")})
     assert table.scores.shape == (2, 126, 7) and table.labelled("val")[1].shape == (42,)
+    # clip logits like every model (fusion.scores: logits): the mean over views, log prior faceless
+    z = df[LOGIT_COLUMNS].to_numpy(float)
+    seen = ~df["clip_id"].isin(faceless["clip_id"]).to_numpy()
+    assert (z[seen].argmax(1) == df.loc[seen, PROB_COLUMNS].to_numpy().argmax(1)).mean() > 0.9
+    np.testing.assert_allclose(z[~seen], np.log([extra["prior"]] * 3), atol=1e-5)
+    assert load_scores({"c3d_2layer": ours}, "logits").scores.shape == (1, 126, 7)
     fusion = tmp_path / "late_fusion.json"
     fitted = {"accuracy": 0, "uar": 0, "macro_f1": 0}
     fusion.write_text(

@@ -28,6 +28,7 @@ from avfer.errors import AvferError
 from avfer.labels import EMOTIONS
 from avfer.metrics import (
     evaluate_predictions,
+    log_prior_logits,
     plot_confusion,
     predictions_frame,
     write_metrics,
@@ -35,7 +36,7 @@ from avfer.metrics import (
 )
 from avfer.models.video.classifier import VideoClassifier, save_video_model
 from avfer.train.cnn import _interrupted, clip_score
-from avfer.train.cnn_predict import aggregate_frames
+from avfer.train.cnn_predict import aggregate_frames, clip_logits
 from avfer.train.common import class_weights, file_stamps, resume_path, train_model, train_prior
 from avfer.train.loop import predict, resolve_device, seed_everything
 
@@ -50,10 +51,12 @@ def predict_video_clips(
     *,
     device: torch.device,
     batch_size: int = 16,
-) -> np.ndarray:
-    """Class probabilities ``[clips, 7]`` of every clip of ``store``: mean softmax over
-    ``test_clips`` views, ``prior`` for clips without a face frame."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and clip logits ``[clips, 7]`` of every clip of ``store``: the mean
+    softmax and the mean logits over ``test_clips`` views; for clips without a face frame
+    ``prior`` and its log (the fallback every model gives)."""
     probs = np.tile(prior, (len(store.clips), 1))
+    logits = np.tile(log_prior_logits(prior), (len(store.clips), 1))
     seen = np.flatnonzero(store.clips["n_faces"].to_numpy() > 0)
     if len(seen):
         views = int(settings["test_clips"])
@@ -66,9 +69,11 @@ def predict_video_clips(
             views=views,
             stride=settings["dense_stride"],
         )
-        logits, _ = predict(model.to(device), loader, device)
-        probs[seen] = aggregate_frames(logits, np.repeat(np.arange(len(seen)), views), len(seen), "mean")
-    return probs
+        view_logits, _ = predict(model.to(device), loader, device)
+        groups = np.repeat(np.arange(len(seen)), views)
+        probs[seen] = aggregate_frames(view_logits, groups, len(seen), "mean")
+        logits[seen] = clip_logits(view_logits, groups, len(seen))
+    return probs, logits
 
 
 def train_video_model(
@@ -161,12 +166,13 @@ def train_video_model(
         return {}  # interrupted on purpose (tests): leave the resume checkpoint, write nothing
     model.load_state_dict(result.best_state)
     prior = train_prior(targets)
-    probs = predict_video_clips(model, store, s, prior, device=dev, batch_size=eval_batch_size)
+    probs, logits = predict_video_clips(model, store, s, prior, device=dev, batch_size=eval_batch_size)
     faceless = clips["n_faces"].to_numpy() == 0
     status = clips["status"].where(~faceless | (clips["status"] != "ok"), "no_face")
     df = predictions_frame(
-        clips["clip_id"].tolist(), clips["split"].tolist(), clips["label"].tolist(), probs, status.tolist()
-    )
+        clips["clip_id"].tolist(), clips["split"].tolist(), clips["label"].tolist(), probs, status.tolist(),
+        logits=logits,
+    )  # fmt: skip
     metrics = evaluate_predictions(df)
     write_predictions(predictions_path, df)
     write_metrics(metrics_path, metrics)
