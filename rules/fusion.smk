@@ -76,7 +76,7 @@ rule summarize_models:
         ),
         fallbacks="{run}/fallbacks.csv",
     params:
-        models=trained_models(),
+        models=summary_models(),  # the same list as summary_inputs: every trained and fused model
     log:
         "{run}/logs/summarize_models.log",
     benchmark:

@@ -82,3 +82,26 @@ def _dry_run(cfg: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     path.write_text(yaml.safe_dump(cfg))
     cmd = [SNAKEMAKE, "-n", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", str(path)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_the_summary_names_each_metrics_file_it_reads(tmp_path):
+    """summarize_models zips its params' model names with its input files (strict): both come
+    from one list, so seeded members (fused, not in the trained list) keep the zip aligned."""
+    import re
+
+    from rule_blocks import rule_blocks
+
+    from avfer.config import validate_config
+    from avfer.plan import Plan
+
+    _, block = rule_blocks()["summarize_models"]
+    assert re.search(r"models=summary_models\(\)", block), block
+    common = (ROOT / "rules" / "common.smk").read_text()
+    body = re.search(r"^def summary_inputs\(.*?(?=^\S)", common, re.M | re.S).group(0)
+    assert "models, run = summary_models(), wildcards.run" in body
+    cfg = _demo_config(tmp_path)
+    cfg["fusion"]["models"] = ["cnn_mini_xception", "gru_mini_xception@seed2", "audio_mlp@seed3"]
+    plan = Plan(validate_config(cfg))
+    models = plan.summary_models()
+    assert {"gru_mini_xception@seed2", "audio_mlp@seed3"} <= set(models) and len(models) == len(set(models))
+    assert set(plan.trained_models()) < set(models)  # what the old params listed: a shorter zip
