@@ -345,11 +345,13 @@ bundle_models = PLAN.bundle_models  # the fused models beside the bundle's face 
 
 
 def bundle_inputs(wildcards) -> dict[str, Any]:
-    """export_bundle packages the first backbone's face CNN, the late fusion and its models."""
+    """export_bundle packages the first backbone's face CNN, the late fusion and its models, of
+    the run bundle.fold names (k-fold protocols; else the only run)."""
+    run = PLAN.bundle_run
     return {
-        "face": f"{R}/models/cnn_{backbones()[0]}/model.pt",
-        "fusion": f"{R}/late_fusion.json",
-        "models": model_files(R, bundle_models(), "model.pt"),
+        "face": f"{run}/models/cnn_{backbones()[0]}/model.pt",
+        "fusion": f"{run}/late_fusion.json",
+        "models": model_files(run, bundle_models(), "model.pt"),
     }
 
 

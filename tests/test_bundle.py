@@ -113,6 +113,31 @@ def test_export_run_keeps_the_face_stage_and_prior(tmp_path):
         np.testing.assert_array_equal(b.face_model(x).numpy(), model.eval()(x).numpy())
 
 
+@pytest.mark.parametrize(
+    ("member", "why"),
+    [
+        ("c3d_2layer", "video networks classify clips of face crops"),
+        ("e2e_gru_mini_xception", "end-to-end models carry their own CNN"),
+        ("cnn_mini_xception@seed1", "not a second run of it"),
+        ("gru_resnet18", "it is on backbone resnet18, the bundle's face CNN is cnn_mini_xception"),
+    ],
+)
+def test_members_a_bundle_cannot_hold_are_refused_in_one_line(tmp_path, member, why):
+    """export_run (`avfer export`, `snakemake results/bundle`) refuses a fusion whose members
+    predict could not reproduce, before writing anything, in one line naming the member."""
+    path = tmp_path / "models" / "cnn_mini_xception" / "model.pt"
+    path.parent.mkdir(parents=True)
+    save_face_model(path, FaceModel("mini_xception", input_size=48, in_chans=1, augment="none"))
+    fusion = tmp_path / "late_fusion.json"
+    weights = {"cnn_mini_xception": 0.5, member: 0.5}
+    fusion.write_text(json.dumps({"method": "weight_search", "weights": weights}))
+    with pytest.raises(BundleError) as info:
+        export_run(path, tmp_path / "bundle", faces={}, fusion=fusion)
+    message = str(info.value)
+    assert message.startswith(f"{fusion}: {member} cannot be bundled: ") and why in message
+    assert "\n" not in message and not (tmp_path / "bundle").exists()
+
+
 @pytest.mark.integration
 def test_exported_bundle_reproduces_the_pipeline_predictions(tmp_path, pyfeat_media, fer_keras_model):
     """The pipeline's CNN path (face cache → predict_clips) and ``avfer predict`` with the

@@ -79,6 +79,14 @@ PLAN_RULES = {
         "cnn.pretrained: ferplus initialises a resnet10t with 1 input channel(s) (the shipped face model),"
         " not resnet18 with 1",
     ),
+    "bundle_fold_beyond_the_folds": (
+        {"dataset": {"folds": 3}, "bundle": {"fold": 3}},
+        "bundle.fold is 3, but dataset.folds is 3",
+    ),
+    "bundle_fold_without_folds": (
+        {"bundle": {"fold": 1}},
+        "bundle.fold is 1, but dataset.folds is 0 (one run, no folds)",
+    ),
     "fusion_member_no_model_name": (
         {"fusion": {"models": ["audio_lstm"]}},  # the schema's pattern lets audio_<anything> through
         "fusion.models lists audio_lstm, which the workflow cannot train: model name 'audio_lstm' is not",

@@ -141,6 +141,16 @@ def test_kfold_protocol_summary(user):
         assert test_groups and not test_groups & set(splits.loc[splits["split"] != "test", "group"])
         tested += splits.loc[splits["split"] == "test", "clip_id"].tolist()
     assert len(tested) == len(set(tested)) == 42  # every labelled clip is tested exactly once
+    # results/bundle of a k-fold run packages the fold bundle.fold names (its face CNN and fusion)
+    cfg["bundle"] = {"fold": 1}
+    configfile.write_text(yaml.safe_dump(cfg))
+    proc = _snakemake(user["workdir"], configfile, "--", str(results / "bundle"))
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    spec = json.loads((results / "bundle" / "bundle.json").read_text())
+    assert spec["source"].endswith("fold-1/models/cnn_resnet10t/model.pt"), spec["source"]
+    assert spec["fusion"]["source"].endswith("fold-1/late_fusion.json")
+    fold1 = json.loads((results / "fold-1" / "late_fusion.json").read_text())
+    assert spec["fusion"]["models"] == list(fold1["weights"])
     print(
         "k-fold summary:", json.dumps({k: summary["late_fusion"][k] for k in ("accuracy", "uar", "macro_f1")})
     )

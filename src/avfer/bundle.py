@@ -315,6 +315,34 @@ def read_late_fusion(path: str | Path) -> dict[str, Any]:
     }
 
 
+def unbundlable(members: list[str], backbone: str) -> str | None:
+    """Why a bundle of the face CNN ``cnn_<backbone>`` cannot hold ``members`` (one line), or None.
+
+    A bundle runs one face CNN on the crops of the face stage and the sequence models over its
+    features and the audio: video networks (clips of crops sampled across the whole video),
+    end-to-end models (their own CNN), another run of the face CNN (``cnn_<b>@seed<k>``) and
+    models on another backbone are not what it can reproduce."""
+    why = {
+        "video": "video networks classify clips of face crops sampled over the whole video",
+        "end_to_end": "end-to-end models carry their own CNN, a bundle one face CNN",
+    }
+    for m in members:
+        parsed = parse_model_name(m)
+        if parsed.family in why:
+            problem = why[parsed.family]
+        elif parsed.backbone not in (None, backbone):
+            problem = f"it is on backbone {parsed.backbone}, the bundle's face CNN is cnn_{backbone}"
+        elif parsed.family == "cnn" and parsed.seed is not None:
+            problem = f"a bundle holds one face CNN (cnn_{backbone}), not a second run of it"
+        else:
+            continue
+        return (
+            f"{m} cannot be bundled: {problem}; export a run whose fusion.models leave it out"
+            " (avfer predict runs the face CNN and the sequence and audio models on its features)"
+        )
+    return None
+
+
 def export_run(
     model_path: str | Path,
     out_dir: str | Path,
@@ -346,11 +374,9 @@ def export_run(
         name or cnn, model, crop, s.result_config(), aggregate=aggregate, prior=prior, source=str(model_path)
     )
     models = dict(models or {})
-    if own := [m for m in models if parse_model_name(m).family == "end_to_end"]:
-        raise BundleError(
-            f"{', '.join(own)}: end-to-end models carry their own CNN, a bundle one face CNN;"
-            " export a run whose fusion.models leave them out"
-        )
+    fused = read_late_fusion(fusion)["models"] if fusion is not None else []
+    if problem := unbundlable(list(dict.fromkeys([*models, *fused])), model.spec["backbone"]):
+        raise BundleError(f"{fusion or model_path}: {problem}")
     spec["models"] = [{"name": m, "file": f"models/{m}.pt"} for m in models]
     if any(parse_model_name(m).modality != "visual" for m in models):
         if audio is None:
@@ -386,12 +412,11 @@ def export_results(
     fusion = results / "late_fusion.json"
     models: dict[str, str | Path] = {}
     if fusion.is_file():
-        for m in read_late_fusion(fusion)["models"]:
-            parsed = parse_model_name(m)
-            if parsed.backbone not in (None, backbone):
-                raise BundleError(f"{fusion}: fused model {m} is not on backbone {backbone}")
-            if parsed.family != "cnn":
-                models[m] = results / "models" / m / "model.pt"
+        fused = read_late_fusion(fusion)["models"]
+        if problem := unbundlable(fused, backbone):
+            raise BundleError(f"{fusion}: {problem}")
+        sequence = [m for m in fused if parse_model_name(m).family != "cnn"]
+        models = {m: results / "models" / m / "model.pt" for m in sequence}
     if not face.is_file():
         raise BundleError(f"{face}: no trained face CNN (run the pipeline first)")
     return export_run(

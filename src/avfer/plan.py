@@ -88,6 +88,12 @@ class Plan:
         results, folds = self.config["results"], self.config["dataset"]["folds"]
         return [f"{results}/fold-{k}" for k in range(folds)] if folds else [results]
 
+    @property
+    def bundle_run(self) -> str:
+        """The run folder results/bundle packages: the only run, or fold ``bundle.fold`` (0)."""
+        fold = self.config["bundle"]["fold"]
+        return self.runs[fold or 0] if self.config["dataset"]["folds"] else self.runs[0]
+
     def run_fold(self, run: str) -> int | None:
         """The fold index of a run folder (None for the single run on the dataset's splits)."""
         return self.runs.index(run) if self.config["dataset"]["folds"] else None
@@ -197,6 +203,10 @@ class Plan:
         for m in cfg["fusion"]["models"]:
             if problem := self.fusion_member_problem(m):
                 yield f"fusion.models lists {m}, which the workflow cannot train: {problem}"
+        fold, folds = cfg["bundle"]["fold"], cfg["dataset"]["folds"]
+        if fold is not None and fold >= max(folds, 1):
+            has = f"dataset.folds is {folds}" if folds else "dataset.folds is 0 (one run, no folds)"
+            yield f"bundle.fold is {fold}, but {has}"
         cnn = cfg["cnn"]
         if cnn["pretrained"] == "ferplus" and not cnn["pretrained_path"]:
             from avfer.models.zoo import DEFAULT_MODEL, shipped_entry
