@@ -234,7 +234,7 @@ def _train(faces, folder, settings, **kw):
 @pytest.mark.integration
 def test_c3d_2layer_learns_the_face_groups_and_feeds_late_fusion(tmp_path):
     faces = write_face_caches(tmp_path, clips_per_class=6, seed=0)  # 41 train clips with a face
-    metrics = _train(faces, tmp_path / "c3d_2layer", _settings())
+    metrics = _train(faces, tmp_path / "c3d_2layer", _settings(input_size=32))
     assert set(metrics) == {"train", "val"} and metrics["val"]["n"] == 42
     df = read_predictions(tmp_path / "c3d_2layer/predictions.csv")
     assert len(df) == 126 and list(df["split"].unique()) == ["train", "val", "test"]
