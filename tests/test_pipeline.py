@@ -42,7 +42,7 @@ def _config(results: Path) -> dict:
         "temporal": {"heads": ["gru", "bgru_att"], "train": {"epochs": 20, "patience": 6}},
         "early_fusion": {"options": ["d"], "train": {"epochs": 20, "patience": 6}},
         "audio_models": {"train": {"epochs": 25, "patience": 8}},
-        "video_models": {"input_size": 32},  # the demo's c3d_2layer in the DAG (test_video_models: what it learns)
+        "video_models": {"input_size": 32},  # c3d_2layer in the DAG; test_video_models: what it learns
         "fusion": {
             "models": [
                 "cnn_mini_xception",
