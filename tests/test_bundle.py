@@ -220,3 +220,47 @@ def test_static_image_model_as_a_bundle(tmp_path, pyfeat_media, capsys):
     assert main(["export", str(tmp_path / "c"), "--image-model", str(tmp_path / "cnn.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an image model" in err[0]
+
+
+def test_a_clip_without_input_gets_each_models_training_prior():
+    """As in the pipeline (train/sequence.py), a sequence model of a bundle that sees no input of
+    a clip (no face for a temporal head, no audio for an audio model) answers with its own
+    training prior, stored in its model.pt, not with what its network makes of padding; a model
+    with input is run. Real data is unbalanced: the demo's uniform prior hid this."""
+    from avfer.bundle import Bundle
+    from avfer.data.sequences import Standardizer
+    from avfer.metrics import log_prior_logits
+    from avfer.models.specs import build_model
+    from avfer.predict.clip import model_outputs
+
+    torch.manual_seed(0)
+    priors = {
+        "gru_x": [0.4, 0.05, 0.05, 0.2, 0.1, 0.1, 0.1],
+        "audio_mlp": [0.1, 0.1, 0.1, 0.1, 0.3, 0.2, 0.1],
+    }
+    dims = {"gru_x": {"video": 8}, "audio_mlp": {"functionals": 6}}
+    models = {}
+    for name, prior in priors.items():
+        spec = {"name": name, "dims": dims[name], "args": {}}
+        norms = {
+            k: Standardizer(np.zeros(d, np.float32), np.ones(d, np.float32)).state()
+            for k, d in dims[name].items()
+        }
+        models[name] = (build_model(spec).eval(), {"spec": spec, "norms": norms, "prior": prior})
+    face = FaceModel("mini_xception", input_size=48, in_chans=1, augment="none")
+    bundle = Bundle({"face_model": {}}, face_model=face, models=models)
+    n = 10
+    seen = {"video": np.ones((n, 8), np.float32), "video_mask": np.ones(n, bool),
+            "functionals": np.ones(6, np.float32), "has_audio": np.asarray(True)}  # fmt: skip
+    blind = {**seen, "video_mask": np.zeros(n, bool), "has_audio": np.asarray(False)}
+    for name, prior in priors.items():
+        probs, logits = model_outputs(bundle, blind)[name]
+        np.testing.assert_allclose(probs, prior, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(logits, log_prior_logits(np.asarray(prior)), atol=1e-12)
+        probs, _ = model_outputs(bundle, seen)[name]
+        assert not np.allclose(probs, prior, atol=1e-3) and np.isclose(probs.sum(), 1)
+    # a span of frames without a face: the temporal head's prior; the clip's functionals still heard
+    half = {**seen, "video_mask": np.arange(n) >= 5}
+    out = model_outputs(bundle, half, span=(0, 5))
+    np.testing.assert_allclose(out["gru_x"][0], priors["gru_x"], atol=1e-12)
+    assert not np.allclose(out["audio_mlp"][0], priors["audio_mlp"], atol=1e-3)

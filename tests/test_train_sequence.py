@@ -87,6 +87,10 @@ def test_models_learn_their_modality_and_early_fusion_all_classes(caches, tmp_pa
     model, ckpt = load_trained(tmp_path / "earlyd/model.pt")
     assert ckpt["spec"]["name"] == "earlyd_synth" and set(ckpt["norms"]) == {"video", "audio"}
     assert ckpt["spec"]["args"]["audio_encoder"]["hidden_size"] == 16
+    # the fallback predict gives a clip without input: the prior the pipeline gave its unseen clips
+    train = df[df["split"] == "train"]
+    want = np.bincount(train["label"].map(EMOTIONS.index), minlength=len(EMOTIONS)) + 1e-3
+    np.testing.assert_allclose(ckpt["prior"], want / want.sum(), atol=1e-9)
 
 
 def test_interrupted_training_resumes_to_the_same_result(caches, tmp_path, monkeypatch):

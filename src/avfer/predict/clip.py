@@ -18,7 +18,7 @@ import torch
 
 from avfer.bundle import Bundle
 from avfer.data.clip_source import FRAME_KEYS
-from avfer.data.sequences import Clip, SequenceDataset, Standardizer, collate_sequences, standardize
+from avfer.data.sequences import Clip, SequenceDataset, Standardizer, collate_sequences, standardize, visible
 from avfer.fusion.late import FusionRule
 from avfer.models.specs import parse_model_name
 from avfer.train.cnn_predict import frame_features
@@ -99,15 +99,23 @@ def model_outputs(
     span: tuple[int, int] | None = None,
     norms: dict[str, dict[str, Standardizer]] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """:func:`model_scores` with each model's clip logits: name → (probabilities, logits)."""
+    """:func:`model_scores` with each model's clip logits: name → (probabilities, logits). A
+    clip (or span) without any input of a model gets that model's fallback, as in the pipeline:
+    its training prior (the bundle's face-CNN prior for models saved without one)."""
+    from avfer.metrics import log_prior_logits
+
     device = next(bundle.face_model.parameters()).device
     norms = norms if norms is not None else model_norms(bundle)
     scores = {}
-    for name, (model, _) in bundle.models.items():
+    for name, (model, ckpt) in bundle.models.items():
         inputs = {k: arrays[k] for k in parse_model_name(name).inputs}
         if span is not None:
             inputs = {k: v[span[0] : span[1]] if k in FRAME_KEYS else v for k, v in inputs.items()}
         clip = Clip(name, "", "", {k: v.copy() for k, v in inputs.items()})
+        if not visible(clip):
+            prior = np.asarray(ckpt.get("prior", bundle.prior), np.float64)
+            scores[name] = (prior, np.asarray(log_prior_logits(prior[None]), np.float64)[0])
+            continue
         standardize([clip], norms[name])
         batch, _ = collate_sequences([SequenceDataset([clip])[0]])
         logits = model(**{k: v.to(device) for k, v in batch.items()}).float().cpu()

@@ -233,6 +233,7 @@ def train_sequence_model(
                 "spec": spec,
                 "state_dict": result.best_state,
                 "norms": {k: Standardizer.state(v) for k, v in norms.items()},
+                "prior": [float(x) for x in prior],  # the fallback of a clip without input (predict)
                 "best_epoch": result.best_epoch,
                 "best_score": result.best_score,
                 "history": result.history,
