@@ -83,6 +83,10 @@ PLAN_RULES = {
         {"dataset": {"folds": 3}, "bundle": {"fold": 3}},
         "bundle.fold is 3, but dataset.folds is 3",
     ),
+    "fusion_method_not_among_the_methods": (
+        {"fusion": {"method": "least_squares"}},  # fusion.methods: the six default searches
+        "fusion.method is least_squares, which is not in fusion.methods (majority_vote,",
+    ),
     "bundle_fold_without_folds": (
         {"bundle": {"fold": 1}},
         "bundle.fold is 1, but dataset.folds is 0 (one run, no folds)",

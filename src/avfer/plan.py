@@ -203,6 +203,9 @@ class Plan:
         for m in cfg["fusion"]["models"]:
             if problem := self.fusion_member_problem(m):
                 yield f"fusion.models lists {m}, which the workflow cannot train: {problem}"
+        method, methods = cfg["fusion"]["method"], cfg["fusion"]["methods"]
+        if method != "auto" and method not in methods:
+            yield f"fusion.method is {method}, which is not in fusion.methods ({', '.join(methods)})"
         fold, folds = cfg["bundle"]["fold"], cfg["dataset"]["folds"]
         if fold is not None and fold >= max(folds, 1):
             has = f"dataset.folds is {folds}" if folds else "dataset.folds is 0 (one run, no folds)"
