@@ -10,6 +10,7 @@ import torch
 from synth_caches import write_synthetic_caches
 
 import avfer.train.common as common
+from avfer.errors import AvferError
 from avfer.labels import EMOTIONS
 from avfer.train.sequence import load_trained, model_settings, train_sequence_model
 
@@ -201,3 +202,29 @@ def test_dev_selects_and_test_labels_are_never_used(caches, tmp_path):
     assert np.allclose(prior, prior[0]) and np.isclose(prior[0].sum(), 1.0)  # one fallback row
     ckpt = torch.load(tmp_path / "true" / "model.pt", weights_only=False)
     assert len(ckpt["history"]) == TRAIN["epochs"]  # selected on dev, by its score per epoch
+
+
+def test_a_training_split_without_the_models_input_is_one_line(caches, tmp_path):
+    """A protocol run whose training clips have no audio (a k-fold run where the few clips with a
+    voice all fell in the test fold) stops the audio model with one line naming it, its folder
+    and why, not a standardisation error."""
+    from avfer.io.hdf5 import iter_clips
+
+    assignment = {}
+    for path in caches["audio"]:
+        for rec in iter_clips([path], "audio", datasets=[]):
+            deaf = rec.status == "no_audio"
+            assignment[rec.clip_id] = ("train" if deaf else "val", rec.label or "Angry")
+    assert sum(s == "train" for s, _ in assignment.values()) >= 2
+    out = tmp_path / "fold-2" / "models" / "audio_mlp"
+    args, train = model_settings("audio_mlp", {"mlp": {"hidden_sizes": [16]}, "train": TRAIN})
+    with pytest.raises(AvferError) as err:
+        train_sequence_model(
+            "audio_mlp", model_args=args, train=train, audio_paths=caches["audio"], assignment=assignment,
+            out_model=out / "model.pt", out_predictions=out / "predictions.csv",
+            out_metrics=out / "metrics.json",
+        )  # fmt: skip
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"audio_mlp ({out}): none of the ")
+    assert "training clips has audio, so it cannot be trained" in msg
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written

@@ -139,7 +139,17 @@ def train_sequence_model(
     parsed = parse_model_name(name)
     clips = ClipSource(feature_paths, audio_paths, keys=parsed.inputs, assignment=assignment)
     refs = clips.refs
-    norms = fit_standardizers(clips[i] for i, r in enumerate(refs) if r.split == "train")
+    train_ids = [i for i, r in enumerate(refs) if r.split == "train"]
+    if not any(clips.visible(i) for i in train_ids):
+        sees = {"video_mask": "a face", "audio_mask": "audio", "has_audio": "audio"}
+        what = " or ".join(sorted({sees[k] for k in parsed.inputs if k in sees})) or "any input"
+        where = f" ({Path(out_model).parent})"
+        raise AvferError(
+            f"{name}{where}: none of the {len(train_ids)} training clips has {what}, so it cannot be"
+            " trained; leave it out (its models list in the config) or give this split's training"
+            " clips some"
+        )
+    norms = fit_standardizers(clips[i] for i in train_ids)
     dims = {k: clips.dims[k] for k in norms}
     args = dict(model_args)
     pre = {k: torch.load(p, map_location="cpu", weights_only=True) for k, p in (pretrained or {}).items()}
