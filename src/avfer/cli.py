@@ -114,7 +114,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from avfer.bundle import export_results, image_model_bundle, named_bundle, save_bundle
+    from avfer.bundle import image_model_bundle, named_bundle, save_bundle
+    from avfer.export import export_results
 
     if args.shipped:
         out = save_bundle(named_bundle(args.shipped), args.out)

@@ -121,8 +121,15 @@ class Plan:
         return models + [m for m in self.fused_models() if m not in models]
 
     def bundle_models(self) -> list[str]:
-        """The fused models results/bundle/ packages beside its face CNN (not the frame CNNs)."""
-        return [m for m in self.fused_models() if not m.startswith("cnn_")]
+        """The fused models results/bundle/ packages beside its face CNN (the first backbone's)."""
+        return [m for m in self.fused_models() if m != f"cnn_{self.backbones[0]}"]
+
+    def bundle_cnns(self) -> list[str]:
+        """The face CNNs of other backbones whose features a bundled model reads, not fused
+        themselves (results/bundle/cnns/)."""
+        members = self.bundle_models()
+        sources = {parse_model_name(m).feature_cnn for m in members}
+        return sorted(c for c in sources - {None, f"cnn_{self.backbones[0]}"} if c not in members)
 
     def sequence_section(self, model: str) -> str:
         """The config section of a sequence model (temporal, audio_models or early_fusion)."""

@@ -1,6 +1,6 @@
 """Snakemake script: package the trained run → results/bundle/ (bundle.json + model files)."""
 
-from avfer.bundle import export_run
+from avfer.export import export_run
 from avfer.workflow import logged
 
 with logged(snakemake.log[0], "export_bundle") as log:
@@ -10,6 +10,7 @@ with logged(snakemake.log[0], "export_bundle") as log:
         faces=snakemake.params.faces,
         aggregate=snakemake.params.aggregate,
         models=dict(zip(snakemake.params.models, snakemake.input.models, strict=True)),
+        cnns=dict(zip(snakemake.params.cnns, snakemake.input.cnns, strict=True)),
         audio=snakemake.params.audio,
         fusion=snakemake.input.fusion,
         features=snakemake.params.features,

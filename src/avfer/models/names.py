@@ -65,8 +65,18 @@ class ModelName:
         return families.get(self.family, "audio-visual")
 
     @property
+    def feature_cnn(self) -> str | None:
+        """The face CNN whose per-frame features the model reads: ``cnn_<backbone>`` (unseeded,
+        as rules/seeds.smk trains seeded models) for temporal heads and early fusion; None for
+        frame CNNs, audio models, end-to-end models and video networks (they bring their own)."""
+        return f"cnn_{self.backbone}" if self.family in ("temporal", "early_fusion") else None
+
+    @property
     def inputs(self) -> tuple[str, ...]:
-        """The ``SequenceBatch`` keys the model reads (empty for a frame CNN)."""
+        """The ``SequenceBatch`` keys the model reads (an end-to-end model: those of its sequence
+        model; empty for a frame CNN and a video network)."""
+        if self.family == "end_to_end":
+            return parse_model_name(self.inner or "").inputs
         key = f"audio_{self.audio}" if self.family == "audio" else self.family
         return _INPUTS.get(key, ())
 

@@ -12,7 +12,7 @@ frames, as the pipeline scores a clip; every face track also gets its own label.
 
 from __future__ import annotations
 
-from functools import partial
+import contextlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,11 +26,21 @@ from avfer.errors import AvferError
 from avfer.faces.align import align_faces, square_box_crop
 from avfer.faces.pipeline import ring_frames, track_clip
 from avfer.labels import EMOTIONS
-from avfer.predict.clip import audio_model, clip_scores, fuse, model_summary, needs_features, window_curves
+from avfer.predict.clip import (
+    audio_model,
+    clip_scores,
+    frame_outputs,
+    fuse,
+    model_summary,
+    video_networks,
+    video_outputs,
+    window_curves,
+)
 from avfer.predict.draw import FaceMark, draw_overlay
+from avfer.predict.spool import FaceSpool
 from avfer.predict.tracks import TrackLog
 from avfer.predict.writers import preload_timeline, video_writer, write_timeline
-from avfer.train.cnn_predict import aggregate_frames, frame_features
+from avfer.train.cnn_predict import aggregate_frames
 from avfer.video import GRID_FPS, GridFrames, VideoInfo, grid_length, probe, scaled_size
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -195,7 +205,12 @@ class Predictor:
         to_frame = np.float32([frame_size[0] / size[0], frame_size[1] / size[1]] * 2)
         # the writer queues a chunk, so that drawing and encoding it overlap the next chunk's faces
         queue_frames = self.settings.batch_size
-        with _maybe_writer(annotated, frame_size, info, queue_frames) as writer:
+        window = ring_frames(self.settings)
+        spool = FaceSpool(self.bundle.crop.size, window) if video_networks(self.bundle) else None
+        with (
+            _maybe_writer(annotated, frame_size, info, queue_frames) as writer,
+            spool or contextlib.nullcontext(),
+        ):
 
             def each_chunk(g: GridFrames, subjects: list[Any], logits: list[np.ndarray]) -> None:
                 if progress is not None and g.t[0] == 0:
@@ -212,14 +227,8 @@ class Predictor:
                 if progress is not None:
                     progress.update(len(g))
 
-            window = ring_frames(self.settings)
-            features = needs_features(self.bundle)
             log = TrackLog(
-                window,
-                self.classify,
-                features=partial(frame_features, self.bundle.face_model) if features else None,
-                feature_dim=self.bundle.face_model.feature_dim,
-                each_chunk=each_chunk,
+                window, self.classify, main=frame_outputs(self.bundle), each_chunk=each_chunk, spool=spool
             )
             clips = track_clip(
                 path,
@@ -231,25 +240,29 @@ class Predictor:
                 window=window,
             )
             n = int(clips[0].stats["frames"])
-            pred = self._clip_prediction(path, info, n, log.subjects(n, self.max_faces))
+            fixed = video_outputs(self.bundle, spool.finish(n)) if spool is not None else {}
+            pred = self._clip_prediction(path, info, n, log.subjects(n, self.max_faces), fixed)
             if timeline is not None:
                 write_timeline(timeline, pred.frames, title=title or Path(path).name)
         return pred
 
     def _clip_prediction(
-        self, path: str | Path, info: VideoInfo, n: int, faces: list[dict[str, np.ndarray]]
+        self,
+        path: str | Path,
+        info: VideoInfo,
+        n: int,
+        faces: list[dict[str, np.ndarray]],
+        fixed: dict[str, tuple[np.ndarray, np.ndarray]],
     ) -> Prediction:
         """The per-frame table and clip summary of a video's ``n`` grid frames and tracked
-        ``faces`` (per subject, main first: :meth:`TrackLog.subjects`)."""
+        ``faces`` (per subject, main first: :meth:`TrackLog.subjects`); ``fixed``: the video
+        networks' clip outputs (:func:`~avfer.predict.clip.video_outputs`)."""
         summary = summarize(str(path), "video", n, faces, self.bundle)
         summary.update({"duration": info.duration, "has_audio": info.has_audio})
         if not info.has_video:
             summary["status"], summary["error"] = "no_video", f"{path}: no video stream"
         face = faces[0]
-        found = face["has_face"].any()
-        agg = self.bundle.aggregate
-        p_face = clip_probs(face["logits"][face["has_face"]], agg) if found else self.bundle.prior
-        scores, logits, audio_status, arrays = clip_scores(self.bundle, path, face, p_face)
+        scores, logits, audio_status, arrays = clip_scores(self.bundle, path, face, fixed)
         summary["audio_status"] = audio_status if info.has_audio else "no_audio"
         if self.bundle.models:
             fused = fuse(self.bundle, scores, logits)
@@ -258,9 +271,7 @@ class Predictor:
             summary.update(labelled(best))  # the clip label: the bundle's fusion (or its last model)
             if summary["status"] in ("no_face", "no_video") and audio_status == "ok":
                 summary["status"], summary["error"] = "ok", ""  # the audio models still give a label
-        curves = window_curves(
-            self.bundle, arrays, face["logits"], face["has_face"], window=self.curve_window
-        )
+        curves = window_curves(self.bundle, arrays, face, window=self.curve_window, fixed=fixed)
         return Prediction(frames_table(n, faces, curves), summary)
 
     def image(self, image: np.ndarray, name: str = "<array>") -> tuple[Prediction, list[FaceMark]]:

@@ -1,9 +1,11 @@
 """The tracked faces of a video as ``avfer predict`` keeps them: per grid frame and subject the
-box, landmarks, detection probability, track id and the face model's logits, plus the main
-subject's CNN features when the bundle's clip models need them, collected chunk by chunk from
-the face stage's ring of crops (:func:`avfer.faces.track_clip` with ``window``). The crops
-themselves are never kept, so memory grows by about 100 bytes a frame (2 kB with features),
-not by the 37 kB of a 112 px crop: a clip of any length fits.
+box, landmarks, detection probability, track id and the face model's logits, plus what the
+bundle's clip models need of the main subject (per frame: each CNN's features, the logits of
+its other face CNNs), collected chunk by chunk from the face stage's ring of crops
+(:func:`avfer.faces.track_clip` with ``window``). The crops themselves are never kept in memory
+(a bundle with a video network spools the main subject's to a temporary face cache on disk,
+:class:`avfer.predict.spool.FaceSpool`), so memory grows by about 100 bytes a frame (2 kB per
+feature extractor), not by the 37 kB of a 112 px crop: a clip of any length fits.
 """
 
 from __future__ import annotations
@@ -18,25 +20,27 @@ from avfer.video import GridFrames
 
 KEPT = ("has_face", "box", "landmarks", "prob")  # per-frame face datasets kept (not "faces")
 Classify = Callable[[np.ndarray], np.ndarray]  # uint8 [n, h, w, 3] crops -> float32 [n, D]
+OnChunk = Callable[[GridFrames, list[Any]], None]
 
 
 class TrackLog:
     """``on_chunk`` of :func:`avfer.faces.track_clip` (ring of ``window`` frames): classifies
-    each chunk's crops with ``classify`` (logits ``[n, 7]``), extracts the main subject's
-    ``features`` (``[n, D]``, optional) and keeps only those and the small per-frame arrays.
-    ``each_chunk(g, subjects, logits)`` (optional) sees every chunk with its logits (drawing,
-    progress)."""
+    each chunk's crops with ``classify`` (logits ``[n, 7]``), runs each of ``main`` (key →
+    (function, output width): ``[n, D]`` per crop) on the main subject's and keeps only those and
+    the small per-frame arrays. ``spool`` (optional) also gets every chunk (the main subject's
+    crops to disk); ``each_chunk(g, subjects, logits)`` (optional) sees every chunk with its
+    logits (drawing, progress)."""
 
     def __init__(
         self,
         window: int,
         classify: Classify,
-        features: Classify | None = None,
-        feature_dim: int = 0,
+        main: dict[str, tuple[Classify, int]] | None = None,
         each_chunk: Callable[[GridFrames, list[Any], list[np.ndarray]], None] | None = None,
+        spool: OnChunk | None = None,
     ) -> None:
-        self.window, self.classify, self.features, self.feature_dim = window, classify, features, feature_dim
-        self.each_chunk = each_chunk
+        self.window, self.classify, self.main = window, classify, dict(main or {})
+        self.each_chunk, self.spool = each_chunk, spool
         self.parts: list[list[dict[str, np.ndarray]]] = []
         self.written = 0  # grid frames seen
 
@@ -59,13 +63,14 @@ class TrackLog:
             if crops is not None:
                 logits[has] = self.classify(crops)
             part["logits"] = logits
-            if k == 0 and self.features is not None:
-                feats = np.zeros((len(t), self.feature_dim), np.float32)
+            for key, (run, dim) in self.main.items() if k == 0 else ():
+                part[key] = np.zeros((len(t), dim), np.float32)
                 if crops is not None:
-                    feats[has] = self.features(crops)
-                part["features"] = feats
+                    part[key][has] = run(crops)
             self.parts[k].append(part)
             chunk_logits.append(logits)
+        if self.spool is not None:
+            self.spool(g, subjects)
         self.written += len(t)
         if self.each_chunk is not None:
             self.each_chunk(g, subjects, chunk_logits)
@@ -78,13 +83,15 @@ class TrackLog:
         parts = self.parts or [[] for _ in range(max(1, max_faces))]
         out = []
         for k, chunks in enumerate(parts):
-            tail = _no_face(n - self.written, self.feature_dim if k == 0 and self.features else None)
+            tail = _no_face(
+                n - self.written, {key: dim for key, (_, dim) in self.main.items()} if k == 0 else {}
+            )
             arrays = {key: np.concatenate([c[key] for c in [*chunks, tail]]) for key in tail}
             out.append(arrays)
         return out
 
 
-def _no_face(n: int, feature_dim: int | None) -> dict[str, np.ndarray]:
+def _no_face(n: int, main: dict[str, int]) -> dict[str, np.ndarray]:
     part = {
         "has_face": np.zeros(n, bool),
         "box": np.zeros((n, 4), np.float32),
@@ -93,6 +100,6 @@ def _no_face(n: int, feature_dim: int | None) -> dict[str, np.ndarray]:
         "track": np.full(n, -1, np.int32),
         "logits": np.full((n, len(EMOTIONS)), np.nan, np.float32),
     }
-    if feature_dim is not None:
-        part["features"] = np.zeros((n, feature_dim), np.float32)
+    for key, dim in main.items():
+        part[key] = np.zeros((n, dim), np.float32)
     return part
