@@ -117,7 +117,7 @@ def test_export_run_keeps_the_face_stage_and_prior(tmp_path):
     ("member", "given", "why"),
     [
         # a temporal head on another backbone without that backbone's CNN (its features)
-        ("gru_resnet18", "sequence", "gru_resnet18 reads the features of cnn_resnet18; export its model.pt too"),
+        ("gru_resnet18", "sequence", "gru_resnet18 reads the features of cnn_resnet18; export its model.pt"),
         # a fused member the export was not given
         ("c3d_2layer", None, "fused models ['c3d_2layer'] are not exported"),
         # a file that is not the model its name says (a face CNN saved as a video network)
