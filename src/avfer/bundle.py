@@ -73,6 +73,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _prior(p: list[float] | None) -> np.ndarray:
+    """A stored training prior, uniform where a model was saved without one."""
+    return np.full(len(EMOTIONS), 1 / len(EMOTIONS)) if p is None else np.asarray(p, np.float64)
+
+
 @dataclass
 class Bundle:
     """A loaded bundle: its spec (``bundle.json``) and the face model (eval mode)."""
@@ -97,9 +102,7 @@ class Bundle:
         """The training prior of face CNN ``name`` (faceless clips)."""
         if name == self.face_name:
             return self.prior
-        entry = next(c for c in self.spec.get("cnns") or [] if c["name"] == name)
-        p = entry.get("prior")
-        return np.full(len(EMOTIONS), 1 / len(EMOTIONS)) if p is None else np.asarray(p, np.float64)
+        return _prior(next(c for c in self.spec.get("cnns") or [] if c["name"] == name).get("prior"))
 
     @property
     def name(self) -> str:
@@ -119,8 +122,7 @@ class Bundle:
 
     @property
     def prior(self) -> np.ndarray:
-        p = self.spec["face_model"].get("prior")
-        return np.full(len(EMOTIONS), 1 / len(EMOTIONS)) if p is None else np.asarray(p, np.float64)
+        return _prior(self.spec["face_model"].get("prior"))
 
     @property
     def face_name(self) -> str:

@@ -26,6 +26,7 @@ from avfer.data.clip_source import FRAME_KEYS
 from avfer.data.sequences import Clip, SequenceDataset, Standardizer, collate_sequences, standardize, visible
 from avfer.data.transforms import fit_images
 from avfer.fusion.late import FusionRule
+from avfer.labels import EMOTIONS
 from avfer.metrics import log_prior_logits
 from avfer.models.end_to_end import EndToEnd
 from avfer.models.face import FaceModel
@@ -65,11 +66,11 @@ def _source(name: str) -> str | None:
 def crop_logits(model: FaceModel, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Logits ``[n, 7]`` of uint8 face crops ``[n, h, w, 3]`` (eval mode)."""
     device = next(model.parameters()).device
-    parts = [
-        model(torch.from_numpy(np.ascontiguousarray(crops[i : i + batch_size])).to(device)).float().cpu()
-        for i in range(0, len(crops), batch_size)
-    ]
-    return torch.cat(parts).numpy()
+    out = np.zeros((len(crops), len(EMOTIONS)), np.float32)
+    for i in range(0, len(crops), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(crops[i : i + batch_size])).to(device)
+        out[i : i + batch_size] = model(x).float().cpu().numpy()
+    return out
 
 
 @torch.inference_mode()

@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import torch
 
 from avfer.bundle import Bundle
 from avfer.device import resolve_device
@@ -29,6 +28,7 @@ from avfer.labels import EMOTIONS
 from avfer.predict.clip import (
     audio_model,
     clip_scores,
+    crop_logits,
     frame_outputs,
     fuse,
     model_summary,
@@ -169,14 +169,9 @@ class Predictor:
         self.max_faces, self.batch_size = max(1, max_faces), batch_size
         self.curve_window = max(1, round(curve_window * GRID_FPS))  # frames
 
-    @torch.inference_mode()
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """Logits ``[n, 7]`` of ``uint8 [n, h, w, 3]`` face crops."""
-        out = np.zeros((len(crops), len(EMOTIONS)), np.float32)
-        for i in range(0, len(crops), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(crops[i : i + self.batch_size])).to(self.device)
-            out[i : i + self.batch_size] = self.model(x).float().cpu().numpy()
-        return out
+        """Logits ``[n, 7]`` of ``uint8 [n, h, w, 3]`` face crops (the face model's)."""
+        return crop_logits(self.model, crops, self.batch_size)
 
     def video(
         self,

@@ -44,10 +44,6 @@ class FaceSpool:
         self._writing.close()
         return self.path
 
-    @property
-    def faces(self) -> int:
-        return int(self.blocks.faces)
-
     def close(self) -> None:
         """Remove the temporary folder (the file is closed first if :meth:`finish` was not called)."""
         self._writing.close()
