@@ -155,9 +155,7 @@ def write_manifest(out: Path, media: Path) -> tuple[Path, dict[str, Path]]:
 
 def _reuse(out: Path) -> tuple[Path, dict[str, Path]]:
     """An earlier run's manifest and files, untouched (their times keep Snakemake's outputs)."""
-    sheet = pd.read_csv(out / "manifest.csv", keep_default_na=False)
-    paths = sheet.loc[sheet["group"] == "odd", "path"].map(Path).tolist()
-    return out / "manifest.csv", dict(zip(ODD, paths, strict=True))
+    return out / "manifest.csv", {what: out / "odd" / name for what, name in ODD.items()}
 
 
 def main() -> int:
@@ -185,12 +183,11 @@ def main() -> int:
         rc = subprocess.run(cmd, cwd=out, stdout=log, stderr=subprocess.STDOUT).returncode
     minutes = (time.perf_counter() - start) / 60
     print(f"snakemake (default target): rc {rc} in {minutes:.1f} min; log {out / 'snakemake.log'}")
-    fusion = out / "results" / "late_fusion.json"
-    if rc or not fusion.exists():
-        return 1
-    results = json.loads(fusion.read_text())
-    print(f"late_fusion.json: method {results['method']}, members {list(results['weights'])}")
     res = out / "results"
+    if rc or not (res / "late_fusion.json").exists():
+        return 1
+    fusion = json.loads((res / "late_fusion.json").read_text())
+    print(f"late_fusion.json: method {fusion['method']}, members {list(fusion['weights'])}")
     fused = pd.read_csv(res / "fusion" / "predictions.csv", keep_default_na=False).set_index("clip_id")
     by_path = pd.read_csv(res / "samples.csv", keep_default_na=False).set_index("path")["clip_id"]
     faces = pd.read_csv(res / "faces" / "summary_test.csv", keep_default_na=False).set_index("clip_id")

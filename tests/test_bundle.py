@@ -233,7 +233,7 @@ def test_exported_bundle_reproduces_every_kind_of_member(tmp_path, pyfeat_media)
                "e2e_gru_seed_cnn", "c3d_2layer"]  # fmt: skip
     fusion = results / "fusion"
     run_late_fusion(
-        {m: str(results / "models" / m / "predictions.csv") for m in members},
+        {m: str(out(m)["predictions"]) for m in members},
         out_json=results / "late_fusion.json", out_predictions=fusion / "predictions.csv",
         out_metrics=fusion / "metrics.json", out_submission=results / "submission", methods=["weight_search"],
         method="weight_search", step=0.25, scores="logits", folds=2,
@@ -245,10 +245,10 @@ def test_exported_bundle_reproduces_every_kind_of_member(tmp_path, pyfeat_media)
     predictor = Predictor(bundle, device="cpu", max_faces=1)
     cols = [f"p_{e}" for e in EMOTIONS]
     fused = read_predictions(fusion / "predictions.csv").set_index("clip_id")
+    expected = {m: read_predictions(out(m)["predictions"]).set_index("clip_id") for m in members}
     for rec in sheet[sheet["split"] == "test"].itertuples():
         _, summary = predictor.video(rec.path)
-        for m in members:
-            want = read_predictions(results / "models" / m / "predictions.csv").set_index("clip_id")
+        for m, want in expected.items():
             got = [summary["models"][m]["probabilities"][e] for e in EMOTIONS]
             np.testing.assert_allclose(got, want.loc[rec.clip_id, cols].to_numpy(float), atol=1e-4, err_msg=m)
         got = [summary["fusion"]["probabilities"][e] for e in EMOTIONS]
